@@ -49,6 +49,7 @@ def check_range(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
     unit: str = "",
+    allow_inf: bool = False,
 ) -> float:
     """Raise ConfigError unless ``low <= value <= high`` (finite).
 
@@ -64,9 +65,13 @@ def check_range(
         Whether the bounds are allowed.
     unit : str
         Unit appended to numbers in the message (e.g. ``"Hz"``).
+    allow_inf : bool
+        Accept ``+inf`` (for example ``speed=inf``, as fast as possible).
     """
     check_type(name, value, (int, float))
     u = f" {unit}" if unit else ""
+    if allow_inf and value == math.inf:
+        return value
     if not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value}{u}")
     if low is not None and (value < low or (value == low and not low_inclusive)):
