@@ -72,9 +72,9 @@ class Receiver:
 
     Parameters
     ----------
-    endpoint : str
-        ZeroMQ endpoint to connect to (``tcp://127.0.0.1:5555``,
-        ``ipc:///tmp/ecg``, ``inproc://name``).
+    endpoint : str or list of str
+        ZeroMQ endpoint(s) to connect to (``tcp://127.0.0.1:5555``,
+        ``ipc:///tmp/ecg``, ``inproc://name``); one socket serves them all.
     streams : list of str, optional
         Stream names to receive; default: every stream on the endpoint.
         Subscriptions are topic prefixes, so the receiver also filters on the
@@ -93,7 +93,7 @@ class Receiver:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | list[str],
         streams: list[str] | None = None,
         *,
         kinds: tuple[str, ...] = wire.KINDS,
@@ -101,7 +101,11 @@ class Receiver:
         rcvhwm: int = 100_000,
         bind: bool = False,
     ) -> None:
-        check_endpoint(endpoint, allow_wildcard=not bind)
+        endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        for e in endpoints:
+            check_endpoint(e, allow_wildcard=not bind)
         for k in kinds:
             if k not in wire.KINDS:
                 raise ValueError(f"kinds must be among {wire.KINDS}, got {k!r}")
@@ -117,14 +121,15 @@ class Receiver:
             prefixes = [wire.topic(k, s) for k in kinds for s in sorted(self.streams)]
         for p in prefixes:
             self._sock.setsockopt(zmq.SUBSCRIBE, p)
-        try:
-            if bind:
-                self._sock.bind(endpoint)
-            else:
-                self._sock.connect(endpoint)
-        except zmq.ZMQError as err:
-            self._sock.close(0)
-            raise SourceError(f"cannot {'bind' if bind else 'connect to'} {endpoint}: {err}") from None
+        for e in endpoints:
+            try:
+                if bind:
+                    self._sock.bind(e)
+                else:
+                    self._sock.connect(e)
+            except zmq.ZMQError as err:
+                self._sock.close(0)
+                raise SourceError(f"cannot {'bind' if bind else 'connect to'} {e}: {err}") from None
         self._tracker = wire.StreamTracker()
         self.stats = ReceiverStats()
         self._last_rx = time.monotonic()

@@ -1,0 +1,129 @@
+"""``ecg-monitor``: watch ECG streams live, headless (JSON lines) or in a window."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from replay import _cli
+from replay.errors import ConfigError
+
+from .events import EventWriter
+from .runner import MonitorRunner, RunnerConfig
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``ecg-monitor``."""
+    p = argparse.ArgumentParser(
+        prog="ecg-monitor",
+        description=(
+            "Real-time ECG arrhythmia monitor. Receives ECG over ZeroMQ (docs/protocol.md), "
+            "filters it causally, detects R-peaks online and writes one JSON event per line "
+            "(docs/events.md)."
+        ),
+        epilog=(
+            "Sources: replay:RECORD (a MIT-BIH name or WFDB path), sim:BPM[,key=value...] "
+            "(simulated ECG), zmq:ENDPOINT (any publisher speaking the protocol). "
+            "Example: ecg-monitor --source replay:100 --headless --speed max"
+        ),
+    )
+    p.add_argument("--source", action="append", default=None, metavar="SOURCE",
+                   help="what to monitor; repeat for several streams (default: replay:100)")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: write events as JSON lines (to --events, default stdout)")
+    p.add_argument("--speed", type=_cli.parse_speed, default=1.0,
+                   help="replay speed: 1 = real time, N = N times, max = as fast as possible")
+    p.add_argument("--events", default=None, metavar="FILE|-",
+                   help="write events to FILE ('-' = stdout; default stdout when headless)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="directory of WFDB records (default: $ECG_DATA_DIR, else the user cache)")
+    p.add_argument("--channel", default=None, metavar="NAME|INDEX",
+                   help="lead to monitor (default: the first, MLII on MIT-BIH)")
+    p.add_argument("--start", type=_cli.non_negative_seconds, default=0.0, metavar="S",
+                   help="start replayed records this many seconds in")
+    p.add_argument("--duration", type=_cli.positive_seconds, default=None, metavar="S",
+                   help="monitor only this many seconds of signal per stream")
+    p.add_argument("--chunk", type=_cli.positive_seconds, default=0.1, metavar="SECONDS",
+                   help="seconds of signal per message for replayed sources (default 0.1)")
+    p.add_argument("--notch", type=float, default=None, choices=(50.0, 60.0), metavar="HZ",
+                   help="notch out mains interference at 50 or 60 Hz")
+    p.add_argument("--no-data-timeout", type=_cli.positive_seconds, default=5.0, metavar="S",
+                   help="report no-data after S seconds of silence (default 5)")
+    p.add_argument("--idle-exit", type=_cli.positive_seconds, default=None, metavar="S",
+                   help="stop after S seconds without any message (default: keep waiting)")
+    _cli.add_common_arguments(p)
+    return p
+
+
+def _open_events(path: str | None, headless: bool):
+    if path is None:
+        return (sys.stdout, False) if headless else (None, False)
+    if path == "-":
+        return sys.stdout, False
+    try:
+        return open(path, "w", encoding="utf-8", buffering=1), True
+    except OSError as err:
+        raise ConfigError(f"cannot write events to {path}: {err.strerror}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    sources = args.source or ["replay:100"]
+    if not args.headless:
+        if sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY")
+            or os.environ.get("WAYLAND_DISPLAY")
+            or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal")
+        ):
+            raise ConfigError("no display found (DISPLAY is not set); run with --headless")
+        raise ConfigError(
+            "the monitor window is not part of this version yet; run with --headless "
+            "to get the events as JSON lines"
+        )
+    channel: str | int | None = args.channel
+    if isinstance(channel, str) and channel.lstrip("-").isdigit():
+        channel = int(channel)
+    config = RunnerConfig(
+        sources=sources,
+        speed=args.speed,
+        data_dir=args.data_dir,
+        channel=channel,
+        start_s=args.start,
+        duration_s=args.duration,
+        chunk_s=args.chunk,
+        no_data_s=args.no_data_timeout,
+        idle_exit_s=args.idle_exit,
+        notch_hz=args.notch,
+    )
+    fp, close = _open_events(args.events, args.headless)
+    try:
+        writer = EventWriter(fp)
+        runner = MonitorRunner(config, writer)
+        _cli.install_stop_handlers(runner.stop_event)
+        summary = runner.run()
+        writer.write(summary.event())
+    finally:
+        if close:
+            fp.close()
+    print(
+        f"ecg-monitor: {summary.streams} stream(s), {summary.beats} beats, {summary.gaps} gaps "
+        f"({summary.missing_samples} samples missed), {summary.bad_messages} bad messages, "
+        f"{summary.signal_s:.1f} s of signal in {summary.runtime_s:.2f} s "
+        f"({summary.x_realtime:,.0f}x real time)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ecg-monitor``."""
+    args = build_parser().parse_args(argv)
+    _cli.setup_logging(args.log_level)
+    return _cli.run_main("ecg-monitor", lambda: _run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The monitor's event stream: one JSON object per line (docs/events.md).
+
+The schema is a public interface: fields are added, never renamed or
+repurposed. Every event has ``type`` and ``stream``; times are seconds from
+the stream's first sample and ``sample`` is the index in the source stream at
+the source rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import IO, Any
+
+#: Event types written by the monitor.
+EVENT_TYPES = ("beat", "status", "gap", "summary")
+#: Values of ``status`` events' ``status`` field.
+STATUSES = ("connected", "lead-off", "lead-on", "noisy", "clean", "no-data", "data", "end")
+
+
+def _clean(value: Any) -> Any:
+    """Make a value JSON-safe: NaN/inf floats become null, numpy scalars plain."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        return _clean(value.item())
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class EventWriter:
+    """Write events as JSON lines, flushed as soon as each is written.
+
+    Parameters
+    ----------
+    fp : file object or None
+        Text stream to write to; None discards events (counting them).
+    """
+
+    def __init__(self, fp: IO[str] | None) -> None:
+        self.fp = fp
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def write(self, event: dict) -> None:
+        """Write one event (and flush)."""
+        line = json.dumps(_clean(event), separators=(",", ":"), allow_nan=False)
+        with self._lock:
+            self.count += 1
+            if self.fp is not None:
+                self.fp.write(line + "\n")
+                self.fp.flush()
+
+    def write_many(self, events: list[dict]) -> None:
+        """Write several events, flushing once."""
+        if not events:
+            return
+        lines = "".join(
+            json.dumps(_clean(e), separators=(",", ":"), allow_nan=False) + "\n" for e in events
+        )
+        with self._lock:
+            self.count += len(events)
+            if self.fp is not None:
+                self.fp.write(lines)
+                self.fp.flush()

@@ -1,0 +1,311 @@
+"""One monitored stream: ring buffer, causal filter, online R-peak detector, events.
+
+:class:`StreamMonitor` is the object the headless mode, the window and the
+trainer share: it takes decoded wire messages (and gaps) of one stream and
+returns the events that became known (beats, status changes, gaps), as
+plain dictionaries following ``docs/events.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import numpy as np
+
+from replay.errors import ConfigError
+from replay.wire import AnnotationBatch, Control, Gap, SampleChunk
+
+from .detector import RPeakDetector
+from .filters import BandpassFilter
+from .ringbuffer import RingBuffer
+
+logger = logging.getLogger(__name__)
+
+#: Number of recent RR intervals whose median gives the heart rate.
+HR_BEATS = 8
+#: Largest gap, in seconds, fed to the detector in one block.
+_GAP_BLOCK_S = 10.0
+
+
+def resolve_channel(channel: str | int | None, channels: tuple[str, ...] | list[str], where: str) -> int:
+    """Return the column index of ``channel`` (name or index; None = first).
+
+    Raises
+    ------
+    ConfigError
+        If the stream has no such channel (the message lists those it has).
+    """
+    channels = list(channels)
+    if channel is None:
+        return 0
+    if isinstance(channel, str) and channel.lstrip("-").isdigit():
+        channel = int(channel)
+    if isinstance(channel, int) and not isinstance(channel, bool):
+        if -len(channels) <= channel < len(channels):
+            return channel % len(channels)
+        raise ConfigError(
+            f"{where}: channel index {channel} out of range; it has {len(channels)} "
+            f"channel(s): {', '.join(channels)}"
+        )
+    if channel in channels:
+        return channels.index(channel)
+    lower = [c.lower() for c in channels]
+    if str(channel).lower() in lower:
+        return lower.index(str(channel).lower())
+    raise ConfigError(f"{where}: no channel {channel!r}; it has {', '.join(channels)}")
+
+
+class StreamMonitor:
+    """Follow one stream: buffer, filter, detect beats, report events.
+
+    Parameters
+    ----------
+    stream : str
+        Stream name (as in the wire protocol).
+    fs : float
+        Sampling rate of the stream in Hz.
+    channels : sequence of str
+        Lead names of the stream.
+    channel : str or int, optional
+        Lead to monitor (name or index; default the first, MLII on MIT-BIH).
+    buffer_s : float
+        Seconds of signal kept in the ring buffers (30 to 3600).
+    notch_hz : float, optional
+        Mains frequency to notch (50 or 60 Hz) in the display/classification
+        filter.
+
+    Attributes
+    ----------
+    raw : RingBuffer
+        The received samples of the monitored lead (mV).
+    filtered : RingBuffer
+        The band-passed lead (0.5-40 Hz causal Butterworth, mV).
+    beats : list of int
+        Every beat sample index decided so far.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        fs: float,
+        channels: tuple[str, ...] | list[str],
+        channel: str | int | None = None,
+        *,
+        buffer_s: float = 60.0,
+        notch_hz: float | None = None,
+    ) -> None:
+        self.stream = stream
+        self.fs = float(fs)
+        self.channels = tuple(channels)
+        self.channel_index = resolve_channel(channel, self.channels, f"stream {stream}")
+        self.channel_name = self.channels[self.channel_index]
+        if not 30.0 <= buffer_s <= 3600.0:
+            raise ConfigError(f"buffer_s must be 30 to 3600 s, got {buffer_s} s")
+        self.buffer_s = float(buffer_s)
+        high = min(40.0, 0.45 * self.fs)
+        self.filter = BandpassFilter(self.fs, 0.5, high, notch_hz=notch_hz)
+        self.detector = RPeakDetector(self.fs)
+        self.raw = RingBuffer(self.fs, buffer_s)
+        self.filtered = RingBuffer(self.fs, buffer_s)
+        logger.info(
+            "stream %s: lead %s at %g Hz; %s; detector delay %.3f s",
+            stream,
+            self.channel_name,
+            self.fs,
+            self.filter.describe(),
+            self.detector.delay_s,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream's past (a new start of the same stream)."""
+        self.filter.reset()
+        self.detector.reset()
+        self.raw.reset()
+        self.filtered.reset()
+        self.origin: int | None = None
+        self.next_index = 0
+        self.beats: list[int] = []
+        self._rr: deque[float] = deque(maxlen=HR_BEATS)
+        self._last_beat: int | None = None
+        self._last_hole_end = -1
+        self._state = "learning"
+        self.ref_sample: list[int] = []
+        self.ref_symbol: list[str] = []
+        self.ended = False
+        self.gaps = 0
+        self.missing_samples = 0
+
+    # ---------------------------------------------------------------- helpers
+    def _status(self, status: str, sample: int, **extra) -> dict:
+        ev = {
+            "type": "status",
+            "stream": self.stream,
+            "status": status,
+            "sample": int(sample),
+            "time": round(sample / self.fs, 4),
+        }
+        ev.update(extra)
+        return ev
+
+    def _feed(self, start: int, x: np.ndarray, arrival: float) -> list[dict]:
+        """Run filter and detector on samples ``x`` beginning at absolute ``start``."""
+        events: list[dict] = []
+        y = self.filter.process(x)
+        self.raw.write(start, x)
+        self.filtered.write(start, y)
+        peaks = self.detector.process(x)
+        self.next_index = start + x.shape[0]
+        if peaks.size:
+            events.extend(self._beats(peaks + self.origin, arrival))
+        state = getattr(self.detector, "state", "ok")
+        if state != self._state:
+            events.extend(self._state_change(self._state, state, self.next_index))
+            self._state = state
+        return events
+
+    def _state_change(self, old: str, new: str, sample: int) -> list[dict]:
+        out = []
+        if old in ("flat", "hole") and new not in ("flat", "hole"):
+            out.append(self._status("lead-on", sample))
+        if old == "noisy" and new != "noisy":
+            out.append(self._status("clean", sample))
+        if new == "flat":
+            out.append(self._status("lead-off", sample, reason="flat or saturated signal"))
+        elif new == "noisy":
+            out.append(self._status("noisy", sample))
+        return out
+
+    def _beats(self, peaks: np.ndarray, arrival: float) -> list[dict]:
+        out = []
+        for p in peaks.tolist():
+            rr = None
+            if self._last_beat is not None and self._last_beat > self._last_hole_end:
+                rr = (p - self._last_beat) / self.fs
+                self._rr.append(rr)
+            self._last_beat = p
+            self.beats.append(p)
+            hr = 60.0 / float(np.median(self._rr)) if self._rr else None
+            out.append(
+                {
+                    "type": "beat",
+                    "stream": self.stream,
+                    "sample": int(p),
+                    "time": round(p / self.fs, 4),
+                    "rr": None if rr is None else round(rr, 4),
+                    "hr": None if hr is None else round(hr, 1),
+                    "label": "?",
+                    "latency": round(time.monotonic() - arrival, 6),
+                }
+            )
+        return out
+
+    # ---------------------------------------------------------------- input
+    def handle(self, msg, arrival: float | None = None) -> list[dict]:
+        """Process one decoded message or gap of this stream; return new events.
+
+        Parameters
+        ----------
+        msg : SampleChunk, AnnotationBatch, Control or Gap
+            What the receiver produced for this stream.
+        arrival : float, optional
+            ``time.monotonic()`` when the message arrived (for latency).
+        """
+        arrival = time.monotonic() if arrival is None else arrival
+        if isinstance(msg, SampleChunk):
+            return self._chunk(msg, arrival)
+        if isinstance(msg, Gap):
+            return self._gap(msg)
+        if isinstance(msg, AnnotationBatch):
+            self.ref_sample.extend(msg.sample.tolist())
+            self.ref_symbol.extend(msg.symbol)
+            return []
+        if isinstance(msg, Control):
+            if msg.eos:
+                return self.end(msg.header.get("interrupted", False))
+            return []
+        return []
+
+    def _chunk(self, msg: SampleChunk, arrival: float) -> list[dict]:
+        events: list[dict] = []
+        if msg.fs != self.fs or msg.channels != self.channels:
+            raise ConfigError(
+                f"stream {self.stream} changed format mid-stream "
+                f"({self.fs:g} Hz {list(self.channels)} -> {msg.fs:g} Hz {list(msg.channels)})"
+            )
+        if self.origin is None:
+            self.origin = msg.start
+            self.next_index = msg.start
+            events.append(
+                self._status(
+                    "connected",
+                    msg.start,
+                    fs=self.fs,
+                    channels=list(self.channels),
+                    channel=self.channel_name,
+                )
+            )
+        if msg.start > self.next_index:
+            # the receiver reported the gap; feed the hole so indices stay aligned
+            events.extend(self._fill_hole(self.next_index, msg.start, arrival))
+        x = np.ascontiguousarray(msg.data[:, self.channel_index], dtype=np.float64)
+        if msg.has_nan:
+            nan = np.isnan(x)
+            if nan.any():
+                self._last_hole_end = max(self._last_hole_end, msg.start + int(np.flatnonzero(nan)[-1]))
+        events.extend(self._feed(msg.start, x, arrival))
+        return events
+
+    def _fill_hole(self, start: int, stop: int, arrival: float) -> list[dict]:
+        events = []
+        block = max(1, int(_GAP_BLOCK_S * self.fs))
+        for a in range(start, stop, block):
+            b = min(stop, a + block)
+            events.extend(self._feed(a, np.full(b - a, np.nan), arrival))
+        self._last_hole_end = stop
+        self._rr.clear()
+        return events
+
+    def _gap(self, gap: Gap) -> list[dict]:
+        if gap.kind != "ecg":
+            return []
+        self.gaps += 1
+        self.missing_samples += gap.missing_samples
+        return [
+            {
+                "type": "gap",
+                "stream": self.stream,
+                "sample": int(gap.start),
+                "time": round(gap.start / self.fs, 4),
+                "missing_messages": int(gap.missing_messages),
+                "missing_samples": int(gap.missing_samples),
+                "duration": round(gap.missing_samples / self.fs, 4),
+            }
+        ]
+
+    def end(self, interrupted: bool = False) -> list[dict]:
+        """The stream ended: report it (once)."""
+        if self.ended:
+            return []
+        self.ended = True
+        return [
+            self._status(
+                "end",
+                self.next_index,
+                beats=len(self.beats),
+                interrupted=bool(interrupted),
+            )
+        ]
+
+    # ---------------------------------------------------------------- results
+    @property
+    def heart_rate_bpm(self) -> float | None:
+        """Heart rate from the median of the last RR intervals, in bpm."""
+        return 60.0 / float(np.median(self._rr)) if self._rr else None
+
+    @property
+    def samples_seen(self) -> int:
+        """Samples (per channel) covered so far, holes included."""
+        return 0 if self.origin is None else self.next_index - self.origin

@@ -1,0 +1,318 @@
+"""Run the monitor: sources -> ZeroMQ -> receiver -> one StreamMonitor per stream.
+
+:class:`MonitorRunner` is shared by the headless command, the window and the
+benchmarks. Replay and simulator sources are published by threads of this
+process over ``inproc://`` endpoints, so even a local replay goes through the
+wire protocol exactly as a remote sensor would; ``zmq:`` sources connect to
+an outside publisher.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from replay.errors import ConfigError, SourceError
+from replay.publisher import Publisher, replay
+from replay.receiver import BadMessage, Receiver, Timeout
+from replay.sources import SourceSpec, load_source_record, parse_source
+from replay.wire import Gap, SampleChunk, check_stream_name
+
+from .events import EventWriter
+from .pipeline import StreamMonitor
+
+logger = logging.getLogger(__name__)
+
+_inproc_ids = itertools.count()
+
+
+@dataclass
+class RunnerConfig:
+    """Settings of a monitor run (the command-line options, in units).
+
+    Attributes
+    ----------
+    sources : list of str
+        Source specifications (``replay:100``, ``sim:72``, ``zmq:tcp://...``).
+    speed : float
+        Replay speed: 1 real time, N times, ``inf`` as fast as possible (lossless).
+    data_dir : str, optional
+        Data directory for record names.
+    channel : str or int, optional
+        Lead to monitor (name or index); default the first.
+    start_s : float
+        Start this many seconds into replayed records.
+    duration_s : float, optional
+        Monitor only this many seconds of signal per stream.
+    chunk_s : float
+        Seconds per message of replayed sources.
+    no_data_s : float
+        Seconds of silence after which a ``no-data`` status is reported.
+    idle_exit_s : float, optional
+        Stop after this long without any message (``zmq:`` sources); None: wait.
+    """
+
+    sources: list[str]
+    speed: float = 1.0
+    data_dir: str | None = None
+    channel: str | int | None = None
+    start_s: float = 0.0
+    duration_s: float | None = None
+    chunk_s: float = 0.1
+    no_data_s: float = 5.0
+    idle_exit_s: float | None = None
+    notch_hz: float | None = None
+    buffer_s: float = 60.0
+
+
+@dataclass
+class _Replay:
+    spec: SourceSpec
+    stream: str
+    record: object
+    endpoint: str
+    publisher: Publisher | None = None
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class RunSummary:
+    """Totals of a run, written as the final ``summary`` event."""
+
+    streams: int = 0
+    beats: int = 0
+    gaps: int = 0
+    missing_messages: int = 0
+    missing_samples: int = 0
+    bad_messages: int = 0
+    runtime_s: float = 0.0
+    signal_s: float = 0.0
+    per_stream: dict = field(default_factory=dict)
+
+    @property
+    def x_realtime(self) -> float:
+        """Seconds of signal monitored per second of run time (all streams)."""
+        return self.signal_s / self.runtime_s if self.runtime_s > 0 else math.inf
+
+    def event(self) -> dict:
+        """The ``summary`` event."""
+        return {
+            "type": "summary",
+            "streams": self.streams,
+            "beats": self.beats,
+            "gaps": self.gaps,
+            "missing_messages": self.missing_messages,
+            "missing_samples": self.missing_samples,
+            "bad_messages": self.bad_messages,
+            "runtime": round(self.runtime_s, 3),
+            "signal": round(self.signal_s, 3),
+            "x_realtime": round(self.x_realtime, 1),
+            "per_stream": self.per_stream,
+        }
+
+
+class MonitorRunner:
+    """Own the sources, the receiver and one :class:`StreamMonitor` per stream.
+
+    Parameters
+    ----------
+    config : RunnerConfig
+        What to monitor and how.
+    writer : EventWriter
+        Where events go.
+    context : zmq.Context, optional
+        ZeroMQ context (shared with the in-process replay threads).
+    """
+
+    def __init__(self, config: RunnerConfig, writer: EventWriter, context: zmq.Context | None = None) -> None:
+        if not config.sources:
+            raise ConfigError("give at least one --source (e.g. replay:100 or sim:72)")
+        self.config = config
+        self.writer = writer
+        self._ctx = context or zmq.Context.instance()
+        self.stop_event = threading.Event()
+        self.monitors: dict[str, StreamMonitor] = {}
+        self._replays: list[_Replay] = []
+        self._endpoints: list[str] = []
+        self._remote = False
+        names: set[str] = set()
+        for text in config.sources:
+            spec = parse_source(text)
+            if spec.kind in ("replay", "sim"):
+                record = load_source_record(
+                    spec,
+                    config.data_dir,
+                    start_s=config.start_s,
+                    duration_s=config.duration_s,
+                )
+                stream = _unique(_stream_name(record.name), names)
+                endpoint = f"inproc://ecg-replay-{next(_inproc_ids)}"
+                self._replays.append(_Replay(spec, stream, record, endpoint))
+                self._endpoints.append(endpoint)
+            elif spec.kind == "zmq":
+                self._endpoints.append(spec.argument)
+                self._remote = True
+            elif spec.kind == "serial":
+                raise ConfigError(
+                    f"source {spec}: serial sensors are not supported in this version yet; "
+                    "bridge them into ZeroMQ and use zmq:ENDPOINT"
+                )
+        self.summary = RunSummary()
+        self.receiver: Receiver | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def _start_replays(self) -> None:
+        lossless = math.isinf(self.config.speed)
+        for r in self._replays:
+            r.publisher = Publisher(r.endpoint, lossless=lossless, context=self._ctx)
+        self.receiver = Receiver(self._endpoints, context=self._ctx)
+        for r in self._replays:
+
+            def body(r=r):
+                try:
+                    if not r.publisher.wait_for_subscribers(r.stream, 1, 10.0, self.stop_event):
+                        raise SourceError(f"the monitor did not subscribe to {r.stream} in 10 s")
+                    replay(
+                        r.record,
+                        r.publisher,
+                        stream=r.stream,
+                        speed=self.config.speed,
+                        chunk_s=self.config.chunk_s,
+                        stop=self.stop_event,
+                    )
+                except BaseException as err:  # reported by the main loop
+                    r.error = err
+                finally:
+                    r.publisher.close(linger_s=1.0)
+
+            r.thread = threading.Thread(target=body, name=f"replay-{r.stream}", daemon=True)
+            r.thread.start()
+
+    def _monitor_for(self, msg) -> StreamMonitor | None:
+        mon = self.monitors.get(msg.stream)
+        if mon is None and isinstance(msg, SampleChunk):
+            mon = StreamMonitor(
+                msg.stream,
+                msg.fs,
+                msg.channels,
+                self.config.channel,
+                buffer_s=self.config.buffer_s,
+                notch_hz=self.config.notch_hz,
+            )
+            self.monitors[msg.stream] = mon
+        return mon
+
+    def _all_ended(self) -> bool:
+        """True when every replayed stream ended and, for zmq sources, every stream seen."""
+        replayed = {r.stream for r in self._replays}
+        if any(s not in self.monitors or not self.monitors[s].ended for s in replayed):
+            return False
+        if self._remote:
+            return bool(self.monitors) and all(m.ended for m in self.monitors.values())
+        return True
+
+    def run(self) -> RunSummary:
+        """Monitor until every replayed stream ends, or :attr:`stop_event` is set.
+
+        Returns
+        -------
+        RunSummary
+        """
+        t0 = time.monotonic()
+        cfg = self.config
+        self._start_replays()
+        rx = self.receiver
+        no_data_reported = False
+        duration_samples: dict[str, int] = {}
+        try:
+            while not self.stop_event.is_set():
+                batch = rx.poll(0.1)
+                for r in self._replays:
+                    if r.error is not None:
+                        raise r.error
+                if not batch:
+                    if rx.idle_s >= cfg.no_data_s and not no_data_reported and self.monitors:
+                        no_data_reported = True
+                        for m in self.monitors.values():
+                            if not m.ended:
+                                self.writer.write(m._status("no-data", m.next_index, idle=round(rx.idle_s, 1)))
+                    if cfg.idle_exit_s is not None and rx.idle_s >= cfg.idle_exit_s:
+                        logger.warning("no message for %.1f s; stopping", rx.idle_s)
+                        break
+                    if self._all_ended():
+                        break
+                    continue
+                if no_data_reported:
+                    no_data_reported = False
+                    for m in self.monitors.values():
+                        if not m.ended:
+                            self.writer.write(m._status("data", m.next_index))
+                arrival = rx.last_arrival
+                for ev in batch:
+                    if isinstance(ev, (BadMessage, Timeout)):
+                        continue
+                    mon = self._monitor_for(ev)
+                    if mon is None or mon.ended:
+                        continue
+                    if isinstance(ev, SampleChunk) and cfg.duration_s is not None and self._remote:
+                        limit = duration_samples.setdefault(
+                            ev.stream, ev.start + int(round(cfg.duration_s * ev.fs))
+                        )
+                        if ev.start >= limit:
+                            self.writer.write_many(mon.end())
+                            continue
+                    events = mon.handle(ev, arrival)
+                    if events:
+                        self.writer.write_many(events)
+                if self._all_ended():
+                    break
+        finally:
+            self.stop_event.set()
+            for r in self._replays:
+                if r.thread is not None:
+                    r.thread.join(timeout=5.0)
+            for m in self.monitors.values():
+                if not m.ended:
+                    self.writer.write_many(m.end(interrupted=True))
+            self.summary = self._summarise(time.monotonic() - t0)
+            rx.close()
+        return self.summary
+
+    def _summarise(self, runtime_s: float) -> RunSummary:
+        s = RunSummary(streams=len(self.monitors), runtime_s=runtime_s)
+        st = self.receiver.stats
+        s.bad_messages = st.bad_messages
+        s.missing_messages = st.missing_messages
+        for name, m in self.monitors.items():
+            s.beats += len(m.beats)
+            s.gaps += m.gaps
+            s.missing_samples += m.missing_samples
+            s.signal_s += m.samples_seen / m.fs
+            s.per_stream[name] = {
+                "beats": len(m.beats),
+                "gaps": m.gaps,
+                "missing_samples": m.missing_samples,
+                "signal": round(m.samples_seen / m.fs, 3),
+            }
+        return s
+
+
+def _stream_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:60] or "stream"
+    return check_stream_name(cleaned)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, k = name, 2
+    while candidate in taken:
+        candidate = f"{name}-{k}"
+        k += 1
+    taken.add(candidate)
+    return candidate
