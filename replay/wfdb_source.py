@@ -360,6 +360,9 @@ def _read_header(record_path: Path) -> wfdb.Record:
         raise RecordError(hea, f"corrupt header: invalid sampling frequency {header.fs!r}")
     if not header.n_sig:
         raise RecordError(hea, "header declares no signals")
+    described = len(header.file_name or [])
+    if described != header.n_sig:
+        raise RecordError(hea, f"corrupt header: declares {header.n_sig} signal(s) but describes {described}")
     bad = sorted({f for f in header.fmt if f not in _BYTES_PER_SAMPLE and f not in _COMPRESSED_FMTS})
     if bad:
         raise RecordError(
@@ -399,7 +402,7 @@ def _locate(spec: str, data_dir: str | os.PathLike | None, database: str, downlo
     if not spec:
         raise ConfigError("record spec must be a record name or path, got an empty string")
     if _is_path_spec(spec):
-        path = _strip_hea(Path(spec).expanduser())
+        path = _strip_hea(Path(spec).expanduser()).absolute()
         if not Path(f"{path}.hea").is_file():
             raise RecordError(
                 f"{path}.hea", "record not found (no such header file)", "check the path, or " + _MISSING_HINT
@@ -407,7 +410,7 @@ def _locate(spec: str, data_dir: str | os.PathLike | None, database: str, downlo
         return path
 
     directory, origin = _resolve_with_origin(data_dir, database)
-    path = directory / spec
+    path = directory.absolute() / spec
     hea, dat = Path(f"{path}.hea"), Path(f"{path}.dat")
     if origin == "cache":
         if (not hea.is_file() or not dat.is_file()) and download:
@@ -587,7 +590,7 @@ def load_record(
         channels=[names[c] for c in cols],
         units=["mV"] * len(cols),
         annotations=ann,
-        path=os.path.abspath(record_path),
+        path=str(record_path),
     )
     logger.debug(
         "Loaded record %s: %d channel(s) %s at %g Hz, samples %d-%d (%.1f s), %s annotations",
