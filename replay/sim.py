@@ -438,7 +438,8 @@ def simulate_record(config: SimConfig | str) -> Record:
         t = np.arange(n) / fs
         f_slow = rng.uniform(0.03, 0.08)
         p1, p2 = rng.uniform(0, 2 * np.pi, size=2)
-        signal = clean + wander * (0.6 * np.sin(2 * np.pi * f_resp * t + p1) + 0.4 * np.sin(2 * np.pi * f_slow * t + p2))
+        drift = 0.6 * np.sin(2 * np.pi * f_resp * t + p1) + 0.4 * np.sin(2 * np.pi * f_slow * t + p2)
+        signal = clean + wander * drift
         if config.noise_mv > 0:
             signal += rng.normal(0.0, config.noise_mv, size=n)
 

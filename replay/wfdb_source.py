@@ -252,9 +252,7 @@ def _strip_hea(path: Path) -> Path:
     return path.with_suffix("") if path.suffix.lower() == ".hea" else path
 
 
-def _resolve_channels(
-    channels: int | str | Sequence[int | str] | None, names: list[str], where: str
-) -> list[int]:
+def _resolve_channels(channels: int | str | Sequence[int | str] | None, names: list[str], where: str) -> list[int]:
     """Map channel names or indices to column indices of the record."""
     available = ", ".join(f"{i}={n!r}" for i, n in enumerate(names))
     if channels is None:
@@ -266,7 +264,9 @@ def _resolve_channels(
         if not wanted:
             raise ConfigError("channels must name at least one channel, got an empty list")
     else:
-        raise TypeError(f"channels must be None, str, int or a list of them, got {type(channels).__name__} {channels!r}")
+        raise TypeError(
+            f"channels must be None, str, int or a list of them, got {type(channels).__name__} {channels!r}"
+        )
     out: list[int] = []
     for ch in wanted:
         check_type("channel", ch, (str, int))
@@ -448,9 +448,7 @@ def _read_annotations(record_path: Path, fs: float, sampfrom: int, sampto: int) 
     )
 
 
-def _sample_range(
-    start_s: float, duration_s: float | None, fs: float, sig_len: int, where: str
-) -> tuple[int, int]:
+def _sample_range(start_s: float, duration_s: float | None, fs: float, sig_len: int, where: str) -> tuple[int, int]:
     """Convert the requested time window to ``[sampfrom, sampto)``."""
     total_s = sig_len / fs
     sampfrom = int(round(start_s * fs))

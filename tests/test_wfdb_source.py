@@ -55,7 +55,7 @@ def forbid_download(monkeypatch):
 
 
 def assert_one_line(err: pytest.ExceptionInfo, *fragments: str) -> str:
-    """The message is one line and contains each fragment."""
+    """Check that the message is one line and contains each fragment."""
     msg = str(err.value)
     assert "\n" not in msg, msg
     for frag in fragments:
@@ -191,7 +191,7 @@ def test_annotation_cropping(mitdb):
     assert isinstance(ann, Annotations)
     assert ann.sample.dtype == np.int64
     np.testing.assert_array_equal(ann.sample, full.sample[keep] - a)
-    assert ann.symbol == [s for s, k in zip(full.symbol, keep) if k]
+    assert ann.symbol == [s for s, k in zip(full.symbol, keep, strict=True) if k]
     assert len(ann) == len(ann.symbol) == len(ann.aux) > 0
     assert ann.sample.min() >= 0 and ann.sample.max() < rec.n_samples
 
@@ -246,7 +246,8 @@ def test_other_rates_channels_units(tmp_path, fs, n_ch, units, scale):
     p = mv / scale  # in the record's units
     gain = [200.0 * scale] * n_ch  # 200 adu/mV
     names = [f"L{k}" for k in range(n_ch)]
-    path = _write(tmp_path, f"r{int(fs)}", fs, p, units, names, ["16"] * n_ch, gain, ann=([10, int(fs), n - 5], ["N", "V", "N"]))
+    ann = ([10, int(fs), n - 5], ["N", "V", "N"])
+    path = _write(tmp_path, f"r{int(fs)}", fs, p, units, names, ["16"] * n_ch, gain, ann=ann)
     rec = load_record(str(path), start_s=0.5, duration_s=2.0)
     assert rec.fs == fs
     assert rec.channels == names
