@@ -9,6 +9,7 @@ an outside publisher.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -16,13 +17,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import zmq
 
 from replay.errors import ConfigError, SourceError
 from replay.publisher import Publisher, replay
 from replay.receiver import BadMessage, Receiver, Timeout
 from replay.sources import SourceSpec, load_source_record, parse_source
-from replay.wire import Gap, SampleChunk, check_stream_name
+from replay.wire import AnnotationBatch, SampleChunk, check_stream_name
 
 from .events import EventWriter
 from .pipeline import StreamMonitor
@@ -129,10 +131,20 @@ class MonitorRunner:
         Where events go.
     context : zmq.Context, optional
         ZeroMQ context (shared with the in-process replay threads).
+    records : list of Record, optional
+        Records already loaded, replayed like ``replay:`` sources (their
+        stream names are the record names).
     """
 
-    def __init__(self, config: RunnerConfig, writer: EventWriter, context: zmq.Context | None = None) -> None:
-        if not config.sources:
+    def __init__(
+        self,
+        config: RunnerConfig,
+        writer: EventWriter,
+        context: zmq.Context | None = None,
+        *,
+        records: list | None = None,
+    ) -> None:
+        if not config.sources and not records:
             raise ConfigError("give at least one --source (e.g. replay:100 or sim:72)")
         self.config = config
         self.writer = writer
@@ -164,6 +176,12 @@ class MonitorRunner:
                     f"source {spec}: serial sensors are not supported in this version yet; "
                     "bridge them into ZeroMQ and use zmq:ENDPOINT"
                 )
+        for record in records or []:
+            # records already in memory (benchmarks, trainer): replayed like replay: sources
+            stream = _unique(_stream_name(record.name), names)
+            endpoint = f"inproc://ecg-replay-{next(_inproc_ids)}"
+            self._replays.append(_Replay(SourceSpec("replay", record.name), stream, record, endpoint))
+            self._endpoints.append(endpoint)
         self.summary = RunSummary()
         self.receiver: Receiver | None = None
 
@@ -255,7 +273,7 @@ class MonitorRunner:
                         if not m.ended:
                             self.writer.write(m._status("data", m.next_index))
                 arrival = rx.last_arrival
-                for ev in batch:
+                for ev in coalesce(batch):
                     if isinstance(ev, (BadMessage, Timeout)):
                         continue
                     mon = self._monitor_for(ev)
@@ -302,6 +320,55 @@ class MonitorRunner:
                 "signal": round(m.samples_seen / m.fs, 3),
             }
         return s
+
+
+def coalesce(batch: list) -> list:
+    """Merge runs of contiguous sample chunks of a stream within one received batch.
+
+    Filter and detector give the same result whatever the chunking, so a
+    monitor that fell behind (or runs at ``--speed max``) processes what is
+    queued as one block instead of message by message. Annotations do not
+    interrupt a run (they only feed the reference list); gaps and control
+    messages do, so the order of events is kept.
+    """
+    out: list = []
+    run: dict[str, list[SampleChunk]] = {}
+
+    def flush(stream: str) -> None:
+        chunks = run.pop(stream, None)
+        if not chunks:
+            return
+        if len(chunks) == 1:
+            out.append(chunks[0])
+            return
+        first = chunks[0]
+        out.append(
+            dataclasses.replace(
+                first,
+                data=np.concatenate([c.data for c in chunks]),
+                has_nan=any(c.has_nan for c in chunks),
+                seq=chunks[-1].seq,
+            )
+        )
+
+    for ev in batch:
+        if isinstance(ev, SampleChunk):
+            chunks = run.get(ev.stream)
+            if chunks and (
+                chunks[-1].stop != ev.start or chunks[-1].fs != ev.fs or chunks[-1].channels != ev.channels
+            ):
+                flush(ev.stream)
+            run.setdefault(ev.stream, []).append(ev)
+        elif isinstance(ev, AnnotationBatch):
+            out.append(ev)
+        else:
+            stream = getattr(ev, "stream", None)
+            if stream is not None:
+                flush(stream)
+            out.append(ev)
+    for stream in list(run):
+        flush(stream)
+    return out
 
 
 def _stream_name(name: str) -> str:
