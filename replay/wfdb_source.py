@@ -19,7 +19,7 @@ the file and what is wrong; exceptions raised inside ``wfdb`` are wrapped.
 Examples
 --------
 >>> rec = load_record("100", start_s=60.0, duration_s=10.0)  # doctest: +SKIP
->>> rec.fs, rec.signal.shape, rec.channels
+>>> rec.fs, rec.signal.shape, rec.channels  # doctest: +SKIP
 (360.0, (3600, 2), ['MLII', 'V5'])
 """
 
@@ -373,6 +373,34 @@ def _read_header(record_path: Path) -> wfdb.Record:
     return header
 
 
+def _check_segments(header: wfdb.MultiRecord, record_dir: Path) -> tuple[list[str], list[str]]:
+    """Check every segment of a multi-segment record; return its channel names and units.
+
+    The names and units come from the layout segment (variable layout) or the
+    first segment (fixed layout).
+    """
+    names: list[str] = []
+    units: list[str] = []
+    for seg, seg_len in zip(header.seg_name or [], header.seg_len or [], strict=False):
+        if seg == "~":  # a gap: no data
+            continue
+        if seg_len:
+            seg_header = _read_header(record_dir / seg)
+        else:  # layout segment of a variable-layout record: names only, no signal file
+            with _wfdb_errors(f"{record_dir / seg}.hea", "corrupt or unparseable header"):
+                seg_header = wfdb.rdheader(str(record_dir / seg))
+        if isinstance(seg_header, wfdb.MultiRecord):
+            raise RecordError(f"{record_dir / seg}.hea", "nested multi-segment records are not supported")
+        if not names:
+            names = [str(n) for n in seg_header.sig_name or []]
+            units = [str(u) for u in seg_header.units or []]
+        if seg_len:
+            _expected_frames(seg_header, record_dir)
+    if not names:
+        raise RecordError(f"{record_dir / header.record_name}.hea", "multi-segment record has no readable segment")
+    return names, units
+
+
 def _download(name: str, database: str, dl_dir: Path) -> None:
     """Fetch record ``name`` (header, signal and ``atr`` annotations) from PhysioNet."""
     logger.info("Record %s is not in %s; downloading it from PhysioNet (%s) ...", name, dl_dir, database)
@@ -546,8 +574,10 @@ def load_record(
     where = str(record_path)
     header = _read_header(record_path)
     names = [str(n) for n in header.sig_name] if header.sig_name else []
+    header_units = list(getattr(header, "units", None) or [])
     if isinstance(header, wfdb.MultiRecord):
-        sig_len = int(header.sig_len)
+        names, header_units = _check_segments(header, record_path.parent)
+        sig_len = int(header.sig_len or 0)
     else:
         _expected_frames(header, record_path.parent)
         if not names:
@@ -560,7 +590,7 @@ def load_record(
         raise RecordError(where, "record holds no samples")
     fs = float(header.fs)
     cols = _resolve_channels(channels, names, where)
-    header_units = list(getattr(header, "units", None) or ["mV"] * len(names))
+    header_units = header_units or ["mV"] * len(names)
     scales = [_unit_scale(header_units[c], names[c], where) for c in cols]
     sampfrom, sampto = _sample_range(float(start_s), duration_s and float(duration_s), fs, int(sig_len), where)
 

@@ -270,6 +270,21 @@ def test_invalid_samples_are_nan(tmp_path):
     np.testing.assert_allclose(rec.signal[~np.isnan(sig)], sig[~np.isnan(sig)], atol=1e-6)
 
 
+def test_multi_segment_record(tmp_path):
+    for i in (1, 2):
+        sig = np.stack([np.sin(np.arange(500) / 10 + i), np.cos(np.arange(500) / 10)], axis=1)
+        _write(tmp_path, f"seg{i}", 125.0, sig, ["mV", "mV"], ["I", "II"], ["16", "16"], [200.0, 200.0])
+    (tmp_path / "multi.hea").write_text("multi/2 2 125 1000\nseg1 500\nseg2 500\n")
+    rec = load_record(str(tmp_path / "multi"), start_s=2.0, duration_s=4.0, channels="II")
+    assert rec.channels == ["II"] and rec.signal.shape == (500, 1)
+    ref = wfdb.rdrecord(str(tmp_path / "multi"), sampfrom=250, sampto=750, channels=[1]).p_signal
+    np.testing.assert_allclose(rec.signal, ref, atol=1e-6, rtol=0)
+    (tmp_path / "seg2.dat").unlink()
+    with pytest.raises(RecordError) as err:
+        load_record(str(tmp_path / "multi"))
+    assert_one_line(err, str(tmp_path / "seg2.dat"), "signal file missing")
+
+
 # ---------------------------------------------------------------------------
 # Download on a cache miss (faked)
 # ---------------------------------------------------------------------------
