@@ -132,6 +132,8 @@ class StreamMonitor:
         self._last_beat: int | None = None
         self._last_hole_end = -1
         self._state = "learning"
+        self._lead_off = False
+        self._noisy = False
         self.ref_sample: list[int] = []
         self.ref_symbol: list[str] = []
         self.ended = False
@@ -150,7 +152,7 @@ class StreamMonitor:
         ev.update(extra)
         return ev
 
-    def _feed(self, start: int, x: np.ndarray, arrival: float) -> list[dict]:
+    def _feed(self, start: int, x: np.ndarray, arrival: float, in_gap: bool = False) -> list[dict]:
         """Run filter and detector on samples ``x`` beginning at absolute ``start``."""
         events: list[dict] = []
         y = self.filter.process(x)
@@ -160,21 +162,31 @@ class StreamMonitor:
         self.next_index = start + x.shape[0]
         if peaks.size:
             events.extend(self._beats(peaks + self.origin, arrival))
-        state = getattr(self.detector, "state", "ok")
+        state = self.detector.state
         if state != self._state:
-            events.extend(self._state_change(self._state, state, self.next_index))
+            since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
+            events.extend(self._state_change(self._state, state, since, in_gap))
             self._state = state
         return events
 
-    def _state_change(self, old: str, new: str, sample: int) -> list[dict]:
+    def _state_change(self, old: str, new: str, sample: int, in_gap: bool) -> list[dict]:
+        """Status events for a detector state change (see docs/events.md)."""
         out = []
-        if old in ("flat", "hole") and new not in ("flat", "hole"):
+        if self._lead_off and new not in ("flat", "hole"):
+            self._lead_off = False
             out.append(self._status("lead-on", sample))
-        if old == "noisy" and new != "noisy":
+        if self._noisy and new != "noisy":
+            self._noisy = False
             out.append(self._status("clean", sample))
-        if new == "flat":
+        if new == "flat" and not self._lead_off:
+            self._lead_off = True
             out.append(self._status("lead-off", sample, reason="flat or saturated signal"))
-        elif new == "noisy":
+        elif new == "hole" and not in_gap and not self._lead_off:
+            # NaN samples sent by the source itself (a sensor's lost samples / lead-off)
+            self._lead_off = True
+            out.append(self._status("lead-off", sample, reason="no valid samples (NaN)"))
+        elif new == "noisy" and not self._noisy:
+            self._noisy = True
             out.append(self._status("noisy", sample))
         return out
 
@@ -263,7 +275,7 @@ class StreamMonitor:
         block = max(1, int(_GAP_BLOCK_S * self.fs))
         for a in range(start, stop, block):
             b = min(stop, a + block)
-            events.extend(self._feed(a, np.full(b - a, np.nan), arrival))
+            events.extend(self._feed(a, np.full(b - a, np.nan), arrival, in_gap=True))
         self._last_hole_end = stop
         self._rr.clear()
         return events
