@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Number of recent RR intervals whose median gives the heart rate.
 HR_BEATS = 8
+#: Recent messages whose arrival time is remembered (latency of beats).
+_ARRIVALS_KEPT = 256
 #: Largest gap, in seconds, fed to the detector in one block.
 _GAP_BLOCK_S = 10.0
 
@@ -134,6 +136,8 @@ class StreamMonitor:
         self._state = "learning"
         self._lead_off = False
         self._noisy = False
+        # (stop index, monotonic arrival) of recent messages, for beat latency
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=_ARRIVALS_KEPT)
         self.ref_sample: list[int] = []
         self.ref_symbol: list[str] = []
         self.ended = False
@@ -190,8 +194,16 @@ class StreamMonitor:
             out.append(self._status("noisy", sample))
         return out
 
+    def _arrival_of(self, sample: int, default: float) -> float:
+        """Arrival time of the message that held ``sample`` (``default`` if forgotten)."""
+        for stop, t in self._arrivals:
+            if sample < stop:
+                return t
+        return default
+
     def _beats(self, peaks: np.ndarray, arrival: float) -> list[dict]:
         out = []
+        now = time.monotonic()
         for p in peaks.tolist():
             rr = None
             if self._last_beat is not None and self._last_beat > self._last_hole_end:
@@ -209,7 +221,7 @@ class StreamMonitor:
                     "rr": None if rr is None else round(rr, 4),
                     "hr": None if hr is None else round(hr, 1),
                     "label": "?",
-                    "latency": round(time.monotonic() - arrival, 6),
+                    "latency": round(now - self._arrival_of(p, arrival), 6),
                 }
             )
         return out
@@ -262,6 +274,7 @@ class StreamMonitor:
         if msg.start > self.next_index:
             # the receiver reported the gap; feed the hole so indices stay aligned
             events.extend(self._fill_hole(self.next_index, msg.start, arrival))
+        self._arrivals.append((msg.stop, arrival))
         x = np.ascontiguousarray(msg.data[:, self.channel_index], dtype=np.float64)
         if msg.has_nan:
             nan = np.isnan(x)
