@@ -7,21 +7,24 @@ per chunk:
 
 1. **Feature signal** (per chunk, filter states carried): Butterworth
    band-pass 5-15 Hz (:class:`~monitor.filters.BandpassFilter`), first
-   difference (mV/s), absolute value, moving-window integration over 80 ms
+   difference (mV/s), absolute value, moving-window integration over 100 ms
    (:func:`scipy.signal.lfilter` with carried state).
 2. **Candidate peaks** (per chunk, numpy): local maxima of the integrated
    signal that are the largest value within +-200 ms (the pre-blanking /
    refractory period).  A candidate becomes known 200 ms after its time.
 3. **Decision** (Python, per candidate only; a few per second): a candidate
-   is a QRS when it exceeds ``noise + 0.3125 (qrs - noise)``, where *qrs* and
+   is a QRS when it exceeds ``noise + 0.28 (qrs - noise)``, where *qrs* and
    *noise* are the medians of the last 8 QRS and noise peak heights
-   (median thresholding of [2]_), when it is at least ``snr_min`` times the
-   noise level (rejects homogeneous noise), and when it is not a T wave:
+   (median thresholding of [2]_), and when it is not a T wave:
    a candidate less than 360 ms after the previous QRS whose maximum slope is
    below half that of the previous QRS is a T wave [1]_.  When no QRS has
-   been found for 1.5 mean RR intervals, the largest noise candidate more
+   been found for 1.4 mean RR intervals, the largest noise candidate more
    than 360 ms after the last QRS and above half the threshold is taken as a
-   missed beat (search-back) [2]_.
+   missed beat (search-back) [2]_; the search is repeated every 1.4 RR.
+   White noise has no sparse peaks: when the QRS level falls below
+   ``noisy_ratio`` times the background level of the feature (median over
+   the last 5 s) the stream is declared noisy, and while it is, a beat must
+   also exceed ``snr_min`` times that background.
 4. **Fiducial point**: the R-wave extremum, i.e. the sample of largest
    absolute deflection of the raw signal from its local median within
    +-100 ms of the expected QRS centre, so a downward QRS is marked at its
@@ -43,7 +46,9 @@ References
 
 from __future__ import annotations
 
+import bisect
 import logging
+import warnings
 from collections import deque
 
 import numpy as np
@@ -63,6 +68,13 @@ __all__ = ["RPeakDetector", "detect_rpeaks", "STATES"]
 STATES: tuple[str, ...] = ("learning", "ok", "noisy", "flat", "hole")
 
 _NBUF = 8  # beats / noise peaks / RR intervals remembered (OSEA)
+
+
+def _median(v: deque[float]) -> float:
+    """Median of a short sequence (faster than numpy for 8 values)."""
+    s = sorted(v)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 class RPeakDetector:
@@ -91,10 +103,13 @@ class RPeakDetector:
         Mean RR interval used for the search-back is capped at this value,
         in seconds (bounds the search-back delay).
     snr_min : float
-        A QRS peak must be at least this many times the noise level.
+        While the stream is noisy, a QRS peak must be at least this many
+        times the background level of the feature signal (median over the
+        last 5 s); white noise almost never exceeds 2.7 times it.
     noisy_ratio : float
-        The stream is reported ``"noisy"`` when the QRS level is below this
-        many times the noise level.
+        The stream turns ``"noisy"`` when the QRS level (median height of
+        the last 8 beats) falls below this many times the background level,
+        and stops being noisy above 4/3 of this ratio.
     min_qrs_mv : float
         Smallest QRS amplitude, in mV, that can ever be detected (absolute
         floor of the thresholds).
@@ -164,13 +179,13 @@ class RPeakDetector:
         fs: float,
         qrs_low_hz: float = 5.0,
         qrs_high_hz: float = 15.0,
-        mwi_s: float = 0.08,
+        mwi_s: float = 0.1,
         refractory_s: float = 0.2,
         t_wave_s: float = 0.36,
-        threshold_factor: float = 0.3125,
-        searchback_factor: float = 1.5,
+        threshold_factor: float = 0.28,
+        searchback_factor: float = 1.4,
         max_rr_s: float = 1.5,
-        snr_min: float = 0.0,
+        snr_min: float = 2.8,
         noisy_ratio: float = 3.0,
         min_qrs_mv: float = 0.1,
         learn_s: float = 2.0,
@@ -227,6 +242,7 @@ class RPeakDetector:
         self._n_maxrr = int(round(self.max_rr_s * fs_))
         self._n_learn = int(round(self.learn_s * fs_))
         self._n_sb_max = int(round(self.searchback_factor * self.max_rr_s * fs_))
+        self._n_blk = max(1, int(round(1.0 * fs_)))  # background blocks of 1 s
         self._n_sat = max(2, int(round(self.sat_run_s * fs_)))
         self._n_flat = max(2, int(round(self.flat_s * fs_)))
         self._n_guard = int(round(self.hole_guard_s * fs_))
@@ -306,27 +322,44 @@ class RPeakDetector:
         self._rr_buf: deque[int] = deque(maxlen=_NBUF)
         self._learning = True
         self._learn_start = 0
-        self._learn_cands: list[tuple[int, float, float, int]] = []
+        self._learn_cands: list[tuple[int, float, float, int, float]] = []
         self._last_qrs: int | None = None
         self._last_slope = 0.0
         self._sb_due: int | None = None  # time at which to search back
-        self._sb_cands: list[tuple[int, float, float, int]] = []
+        self._sb_cands: list[tuple[int, float, float, int, float]] = []
         self._last_fid = -1
         self._out: list[int] = []
+        # background level of the feature: medians of absolute 1-s blocks
+        self._blk_part = np.zeros(0)
+        self._blk_end: list[int] = []
+        self._blk_med: list[float] = []
+        self._noisy = False
 
     # ------------------------------------------------------------------
     def _levels(self) -> tuple[float, float, float]:
-        ql = float(np.median(self._qrs_buf))
-        nl = float(np.median(self._noise_buf)) if self._noise_buf else 0.0
+        ql = _median(self._qrs_buf)
+        nl = _median(self._noise_buf) if self._noise_buf else 0.0
         thr = nl + self.threshold_factor * (ql - nl)
         return ql, nl, max(thr, self._floor)
 
     def _rr_mean(self) -> float:
         if not self._rr_buf:
             return float(self.fs)
-        return float(min(np.mean(self._rr_buf), self._n_maxrr))
+        return float(min(sum(self._rr_buf) / len(self._rr_buf), self._n_maxrr))
 
-    def _accept(self, t: int, h: float, slope: float, fid: int) -> None:
+    def _background(self, t: int) -> float:
+        """Median of the last 5 complete 1-s block medians ending at or before ``t``."""
+        k = bisect.bisect_right(self._blk_end, t)
+        if k == 0:
+            return 0.0
+        v = sorted(self._blk_med[max(0, k - 5) : k])
+        n = len(v)
+        return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+    def _beat_ok(self, h: float, base: float) -> bool:
+        return not self._noisy or h > self.snr_min * base
+
+    def _accept(self, t: int, h: float, slope: float, fid: int, base: float = 0.0) -> None:
         self._qrs_buf.append(h)
         if self._last_qrs is not None:
             self._rr_buf.append(t - self._last_qrs)
@@ -350,7 +383,7 @@ class RPeakDetector:
         oldest = max(self._last_qrs + self._n_twave, due - self._n_sb_max)
         best = None
         for c in self._sb_cands:
-            if oldest < c[0] <= due and c[1] > lim and (best is None or c[1] > best[1]):
+            if oldest < c[0] <= due and c[1] > lim and self._beat_ok(c[1], c[4]) and (best is None or c[1] > best[1]):
                 best = c
         if best is None:
             # nothing there: look again one search-back interval later
@@ -360,12 +393,17 @@ class RPeakDetector:
         self._accept(*best)
         self._sb_cands = [c for c in self._sb_cands if c[0] > best[0]]
 
-    def _decide(self, c: tuple[int, float, float, int]) -> None:
-        t, h, slope, fid = c
+    def _decide(self, c: tuple[int, float, float, int, float]) -> None:
+        t, h, slope, fid, base = c
         while self._sb_due is not None and t > self._sb_due:
             self._search_back()
         ql, nl, thr = self._levels()
-        is_qrs = h > thr and h > self.snr_min * nl
+        if base > 0:
+            if self._noisy and ql > self.noisy_ratio * 4.0 / 3.0 * base:
+                self._noisy = False
+            elif not self._noisy and ql < self.noisy_ratio * base:
+                self._noisy = True
+        is_qrs = h > thr and self._beat_ok(h, base)
         if is_qrs and self._last_qrs is not None and t - self._last_qrs < self._n_twave:
             if slope < 0.5 * self._last_slope:
                 is_qrs = False
@@ -429,7 +467,7 @@ class RPeakDetector:
             else:
                 self._search_back()
 
-    def _candidate(self, c: tuple[int, float, float, int]) -> None:
+    def _candidate(self, c: tuple[int, float, float, int, float]) -> None:
         self._advance(c[0] - 1)
         if self._learning:
             if c[0] >= self._learn_start:
@@ -509,6 +547,14 @@ class RPeakDetector:
         self._raw = np.concatenate((self._raw, xe))
         self._bad = np.concatenate((self._bad, bad))
         self.n_samples = n1 = n0 + m
+        part = np.concatenate((self._blk_part, mwi))
+        nb = part.size // self._n_blk
+        if nb:
+            meds = np.median(part[: nb * self._n_blk].reshape(nb, self._n_blk), axis=1)
+            first_end = n1 - part.size + self._n_blk
+            self._blk_end.extend(range(first_end, first_end + nb * self._n_blk, self._n_blk))
+            self._blk_med.extend(meds.tolist())
+        self._blk_part = part[nb * self._n_blk :]
         # --- candidates whose +-W window is complete --------------------------------
         w = self._n_w
         horizon = n1 - 1 - w  # last sample with a complete window
@@ -522,15 +568,22 @@ class RPeakDetector:
             inner = seg[w : w + (b - a)]
             prev = seg[w - 1 : w - 1 + (b - a)]
             is_c = (inner == mf[w : w + (b - a)]) & (inner > prev) & (inner > 0)
-            for i in np.flatnonzero(is_c).tolist():
-                t = self._next_t + i
-                j = t - off
-                if self._bad[j - self._n_guard : j + w + 1].any():
-                    continue
-                h = float(self._mwi[j])
-                slope = float(self._dabs[j - self._n_mwi + 1 : j + 1].max())
-                fid = self._fiducial(j) + off
-                self._candidate((t, h, slope, fid))
+            ci = np.flatnonzero(is_c)
+            if ci.size:
+                jj = ci + (self._next_t - off)
+                cb = np.concatenate(([0], np.cumsum(self._bad, dtype=np.int64)))
+                lim = self._bad.size
+                nbad = cb[np.minimum(jj + w + 1, lim)] - cb[np.maximum(jj - self._n_guard, 0)]
+                jj = jj[nbad == 0]
+            else:
+                jj = ci
+            if jj.size:
+                hs = self._mwi[jj]
+                slopes = self._dabs[jj[:, None] + np.arange(-self._n_mwi + 1, 1)].max(axis=1)
+                fids = self._fiducials(jj) + off
+                for j, h, sl, f in zip(jj.tolist(), hs.tolist(), slopes.tolist(), fids.tolist()):
+                    t = j + off
+                    self._candidate((t, h, sl, f, self._background(t)))
             self._next_t = horizon + 1
         self._advance(horizon)
         # --- trim buffers -------------------------------------------------------------
@@ -542,23 +595,32 @@ class RPeakDetector:
             self._raw = self._raw[cut:]
             self._bad = self._bad[cut:]
             self._buf_start = keep_from
+        old = keep_from - 12 * self._n_blk
+        k = bisect.bisect_left(self._blk_end, old)
+        if k > 0:
+            del self._blk_end[:k]
+            del self._blk_med[:k]
         self._update_state(x, fin)
         out = np.asarray(self._out, dtype=np.int64)
         self._out = []
         return out
 
-    def _fiducial(self, j: int) -> int:
-        """Buffer index of the R-wave extremum for the feature peak at buffer index ``j``."""
-        c = j - self._n_lag
-        lo = max(c - self._n_fid, 0)
-        hi = c + self._n_fid + 1
-        blo = max(c - self._n_base, 0)
-        bhi = c + self._n_base + 1
-        base = np.nanmedian(self._raw[blo:bhi]) if np.isfinite(self._raw[blo:bhi]).any() else 0.0
-        seg = np.abs(self._raw[lo:hi] - base)
-        if not np.isfinite(seg).any():
-            return c
-        return lo + int(np.nanargmax(seg))
+    def _fiducials(self, jj: np.ndarray) -> np.ndarray:
+        """Buffer indices of the R-wave extrema for feature peaks at buffer indices ``jj``."""
+        c = jj - self._n_lag
+        nb, nf = self._n_base, self._n_fid
+        idx = np.clip(c[:, None] + np.arange(-nb, nb + 1), 0, self._raw.size - 1)
+        r = self._raw[idx]
+        if np.isnan(r).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+                base = np.nanmedian(r, axis=1)
+            dev = np.abs(r[:, nb - nf : nb + nf + 1] - np.nan_to_num(base)[:, None])
+            dev = np.where(np.isnan(dev), -1.0, dev)
+        else:
+            base = np.median(r, axis=1)
+            dev = np.abs(r[:, nb - nf : nb + nf + 1] - base[:, None])
+        return idx[:, nb - nf : nb + nf + 1][np.arange(c.size), np.argmax(dev, axis=1)]
 
     def _update_state(self, x: np.ndarray, fin: np.ndarray) -> None:
         if not fin[-1] or (self._bad_start is not None and self._run_len < self._n_sat):
@@ -572,8 +634,7 @@ class RPeakDetector:
             elif self._learning:
                 new = "learning"
             else:
-                ql, nl, _ = self._levels()
-                new = "noisy" if ql < self.noisy_ratio * nl else "ok"
+                new = "noisy" if self._noisy else "ok"
         if new != self.state:
             self.state = new
             self.state_since = self.n_samples - 1
