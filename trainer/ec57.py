@@ -274,6 +274,7 @@ def match_beats(ref: np.ndarray, test: np.ndarray, fs: float, window_s: float = 
     hi = np.searchsorted(ts, rs + win, side="right")
     counts = hi - lo
     ri = np.repeat(np.arange(rs.size), counts)
+    ti = np.zeros(0, dtype=np.int64)
     if ri.size:
         offs = np.arange(ri.size) - np.repeat(np.cumsum(counts) - counts, counts)
         ti = np.repeat(lo, counts) + offs
