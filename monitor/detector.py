@@ -105,7 +105,7 @@ class RPeakDetector:
     snr_min : float
         While the stream is noisy, a QRS peak must be at least this many
         times the background level of the feature signal (median over the
-        last 5 s); white noise almost never exceeds 2.7 times it.
+        last 5 s); peaks of white noise rarely exceed 2.4 times it.
     noisy_ratio : float
         The stream turns ``"noisy"`` when the QRS level (median height of
         the last 8 beats) falls below this many times the background level,
@@ -120,8 +120,8 @@ class RPeakDetector:
         A value repeated for this long (seconds) is taken as clipping /
         lead-off and treated as a hole.
     flat_mv, flat_s : float
-        The stream is reported ``"flat"`` when its peak-to-peak amplitude
-        over the last ``flat_s`` seconds is below ``flat_mv`` mV.
+        The stream is reported ``"flat"`` when its standard deviation over
+        the last ``flat_s`` seconds is below ``flat_mv`` mV.
     hole_guard_s : float
         Candidates within this many seconds after a hole (or clipping) are
         ignored, to skip filter restart transients.
@@ -185,8 +185,8 @@ class RPeakDetector:
         threshold_factor: float = 0.28,
         searchback_factor: float = 1.4,
         max_rr_s: float = 1.5,
-        snr_min: float = 2.8,
-        noisy_ratio: float = 3.0,
+        snr_min: float = 2.4,
+        noisy_ratio: float = 2.5,
         min_qrs_mv: float = 0.1,
         learn_s: float = 2.0,
         sat_run_s: float = 0.15,
@@ -629,7 +629,7 @@ class RPeakDetector:
             new = "flat"
         else:
             tail = self._raw_tail[np.isfinite(self._raw_tail)]
-            if tail.size >= self._n_flat // 2 and np.ptp(tail) < self.flat_mv:
+            if tail.size >= self._n_flat // 2 and np.std(tail) < self.flat_mv:
                 new = "flat"
             elif self._learning:
                 new = "learning"
