@@ -60,7 +60,7 @@ EVENT_START = "start"
 EVENT_END = "end"
 CONTROL_EVENTS = (EVENT_START, EVENT_END)
 #: Allowed stream names: letters, digits, ``_`` and ``-``, 1 to 64 characters.
-STREAM_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+STREAM_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}\Z")
 #: Limits that keep a hostile or broken sender from exhausting memory.
 MAX_SAMPLES_PER_MESSAGE = 1_000_000
 MAX_CHANNELS = 64
@@ -332,7 +332,7 @@ def _int_field(header: dict, name: str, low: int = 0) -> int:
 
 
 def _fs_field(header: dict) -> float:
-    fs = float(_field(header, "fs", (int, float), "a number (Hz)"))
+    fs = float(str(_field(header, "fs", (int, float), "a number (Hz)")))  # str(): huge int -> inf
     if not (math.isfinite(fs) and 0 < fs <= MAX_FS_HZ):
         raise WireFormatError(f"header field 'fs' must be in (0, {MAX_FS_HZ:g}] Hz, got {fs}")
     return fs
@@ -383,7 +383,7 @@ def decode(frames: list[bytes] | tuple[bytes, ...]) -> Message:
         raise WireFormatError(f"header is {len(raw_header)} bytes, at most {MAX_HEADER_BYTES}")
     try:
         header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise WireFormatError(f"header is not valid UTF-8 JSON: {err}") from None
     if not isinstance(header, dict):
         raise WireFormatError("header must be a JSON object")
@@ -405,7 +405,7 @@ def decode(frames: list[bytes] | tuple[bytes, ...]) -> Message:
     if kind == KIND_ANNOTATIONS:
         fs = _fs_field(header)
         sample = _field(header, "sample", (list,), "a list of integers")
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sample):
+        if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in sample):
             raise WireFormatError("header field 'sample' must be a list of integers >= 0")
         symbol = _str_list(header, "symbol")
         aux = _str_list(header, "aux")
