@@ -143,11 +143,13 @@ class Publisher:
         check_endpoint(endpoint, allow_wildcard=allow_wildcard)
         self.endpoint = endpoint
         self.lossless = bool(lossless)
+        sndhwm = ensure_int("sndhwm", sndhwm)
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.LINGER, 2000)
-        self._sock.setsockopt(zmq.SNDHWM, ensure_int("sndhwm", sndhwm))
-        self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self._sock.setsockopt(zmq.SNDHWM, sndhwm)
+        # every subscribe and unsubscribe is passed up, so subscribers can be counted
+        self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)
         if self.lossless:
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
             self._sock.setsockopt(zmq.SNDTIMEO, 100)
@@ -176,10 +178,18 @@ class Publisher:
             timeout_ms = 0
 
     def subscriber_count(self, stream: str) -> int:
-        """Number of live subscriptions that receive ``ecg.<stream>`` messages."""
+        """Number of live subscriptions that receive ``ecg.<stream>`` messages.
+
+        A subscriber is counted once per matching subscription: ``ecg.<stream>``
+        itself, or a prefix of the topic shorter than the stream name
+        (``ecg.``, ``""``). Our receivers make exactly one such subscription.
+        """
         self._drain_subscriptions()
         t = wire.topic(wire.KIND_SAMPLES, stream)
-        return sum(1 for s in self.subscriptions if t.startswith(s))
+        # a prefix that ends inside the stream name ("ecg.10" for "ecg.100") is
+        # another stream's subscription, not one that wants this stream
+        head = len(wire.KIND_SAMPLES) + 1
+        return sum(1 for s in self.subscriptions if s == t or (len(s) <= head and t.startswith(s)))
 
     def wait_for_subscribers(
         self, stream: str, count: int, timeout_s: float | None = None, stop: threading.Event | None = None

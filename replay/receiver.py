@@ -238,7 +238,10 @@ class ReceivedStream:
 
 
 def receive_stream(
-    receiver: Receiver, stream: str | None = None, idle_timeout_s: float = 5.0
+    receiver: Receiver,
+    stream: str | None = None,
+    idle_timeout_s: float = 5.0,
+    max_samples: int = 100_000_000,
 ) -> ReceivedStream:
     """Collect one stream until its end-of-stream message (or a time-out).
 
@@ -250,6 +253,9 @@ def receive_stream(
         The stream to keep; default: the first one seen.
     idle_timeout_s : float
         Give up after this many seconds without a message.
+    max_samples : int
+        Refuse to assemble a stream longer than this (a sender claiming a
+        huge ``start`` must not exhaust memory).
 
     Returns
     -------
@@ -285,6 +291,11 @@ def receive_stream(
     if pieces:
         first = pieces[0][0]
         n = pieces[-1][0] + pieces[-1][1].shape[0] - first
+        if n > max_samples:
+            raise SourceError(
+                f"stream {stream} spans {n} samples from its first message, more than "
+                f"max_samples={max_samples}"
+            )
         signal = np.full((n, len(channels)), np.nan, dtype=np.float32)
         for start, data in pieces:
             signal[start - first : start - first + data.shape[0]] = data

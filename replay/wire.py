@@ -258,7 +258,7 @@ class SampleEncoder:
         if arr.ndim != 2 or arr.shape[1] != self.n_channels:
             raise ValueError(f"data must have shape (n, {self.n_channels}), got {arr.shape}")
         header = self._head % (seq, start, arr.shape[0])
-        if t is not None:
+        if t is not None and math.isfinite(t):
             header += ',"t":%r' % float(t)
         return [self.topic, (header + "}").encode("utf-8"), arr.tobytes()]
 
@@ -369,7 +369,10 @@ def decode(frames: list[bytes] | tuple[bytes, ...]) -> Message:
     if not isinstance(frames, (list, tuple)) or len(frames) != 3:
         n = len(frames) if isinstance(frames, (list, tuple)) else "?"
         raise WireFormatError(f"expected 3 frames [topic, header, payload], got {n}")
-    raw_topic, raw_header, payload = (bytes(f) for f in frames)
+    try:
+        raw_topic, raw_header, payload = (bytes(f) for f in frames)
+    except TypeError:
+        raise WireFormatError("frames must be bytes") from None
     try:
         topic_str = raw_topic.decode("ascii")
     except UnicodeDecodeError:

@@ -509,3 +509,18 @@ def test_cli_simulator(cli_env, ipc_endpoint):
     assert (np.diff(samples) > 0).all() and samples[0] >= 0 and samples[-1] < 3600
     rr = np.diff(samples) / 360.0
     assert np.median(rr) == pytest.approx(60 / 72, rel=0.1)
+
+
+def test_subscriber_count_ignores_other_streams_with_a_common_prefix(ipc_endpoint):
+    from replay.publisher import Publisher
+    from replay.receiver import Receiver
+
+    with Publisher(ipc_endpoint) as pub, Receiver(ipc_endpoint, ["10"]):
+        deadline = time.monotonic() + 5
+        while pub.subscriber_count("10") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pub.subscriber_count("10") == 1
+        assert pub.subscriber_count("100") == 0
+        with Receiver(ipc_endpoint):  # every stream
+            assert pub.wait_for_subscribers("100", 1, timeout_s=5)
+            assert pub.subscriber_count("10") == 2
