@@ -347,6 +347,26 @@ def _str_list(header: dict, name: str, max_len: int | None = None) -> tuple[str,
     return tuple(value)
 
 
+#: Topics already validated, to skip re-parsing them (bounded).
+_TOPICS: dict[bytes, tuple[str, str]] = {}
+_TOPICS_MAX = 4096
+
+
+def _parse_topic(raw_topic: bytes) -> tuple[str, str]:
+    try:
+        topic_str = raw_topic.decode("ascii")
+    except UnicodeDecodeError:
+        raise WireFormatError("topic is not ASCII") from None
+    kind, dot, stream = topic_str.partition(".")
+    if not dot or kind not in KINDS or not STREAM_RE.match(stream):
+        raise WireFormatError(
+            f"topic must be 'ecg.<stream>', 'ann.<stream>' or 'ctl.<stream>', got {topic_str[:80]!r}"
+        )
+    if len(_TOPICS) < _TOPICS_MAX:
+        _TOPICS[raw_topic] = (kind, stream)
+    return kind, stream
+
+
 def decode(frames: list[bytes] | tuple[bytes, ...]) -> Message:
     """Decode and validate one multipart message.
 
@@ -373,15 +393,10 @@ def decode(frames: list[bytes] | tuple[bytes, ...]) -> Message:
         raw_topic, raw_header, payload = (bytes(f) for f in frames)
     except TypeError:
         raise WireFormatError("frames must be bytes") from None
-    try:
-        topic_str = raw_topic.decode("ascii")
-    except UnicodeDecodeError:
-        raise WireFormatError("topic is not ASCII") from None
-    kind, dot, stream = topic_str.partition(".")
-    if not dot or kind not in KINDS or not STREAM_RE.match(stream):
-        raise WireFormatError(
-            f"topic must be 'ecg.<stream>', 'ann.<stream>' or 'ctl.<stream>', got {topic_str[:80]!r}"
-        )
+    parsed = _TOPICS.get(raw_topic)
+    if parsed is None:
+        parsed = _parse_topic(raw_topic)
+    kind, stream = parsed
     if len(raw_header) > MAX_HEADER_BYTES:
         raise WireFormatError(f"header is {len(raw_header)} bytes, at most {MAX_HEADER_BYTES}")
     try:
@@ -432,6 +447,33 @@ def decode(frames: list[bytes] | tuple[bytes, ...]) -> Message:
 
 
 def _decode_samples(header: dict, stream: str, seq: int, payload: bytes) -> SampleChunk:
+    # fast path: a well-formed header, checked with plain type tests
+    h = header
+    start, n, fs, channels = h.get("start"), h.get("n"), h.get("fs"), h.get("channels")
+    if (
+        type(start) is int
+        and type(n) is int
+        and type(fs) is float
+        and type(channels) is list
+        and 0 <= start
+        and 0 <= n <= MAX_SAMPLES_PER_MESSAGE
+        and 0.0 < fs <= MAX_FS_HZ
+        and 0 < len(channels) <= MAX_CHANNELS
+        and h.get("units") == UNITS
+        and h.get("dtype") == DTYPE
+        and all(type(c) is str for c in channels)
+        and len(payload) == n * len(channels) * _ITEMSIZE
+    ):
+        data = np.frombuffer(payload, dtype=DTYPE).reshape(n, len(channels))
+        has_nan = False
+        if not np.isfinite(data).all():
+            if np.isinf(data).any():
+                raise WireFormatError(
+                    "payload holds infinite values (NaN is the only allowed gap marker)"
+                )
+            has_nan = True
+        return SampleChunk(stream, seq, start, fs, tuple(channels), data, has_nan, header)
+    # slow path: find what is wrong and say it
     start = _int_field(header, "start")
     n = _int_field(header, "n")
     if n > MAX_SAMPLES_PER_MESSAGE:
