@@ -17,8 +17,10 @@ Two delivery modes:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -40,12 +42,25 @@ logger = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
 
-def check_endpoint(endpoint: str, *, allow_wildcard: bool = False) -> str:
+def _is_loopback_host(host: str) -> bool:
+    """Whether a tcp endpoint host names this machine only (127.0.0.0/8, ::1, localhost, lo)."""
+    h = host.strip("[]").lower()
+    if h in ("localhost", "lo", "lo0"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, *, allow_wildcard: bool = False, allow_remote: bool | None = None) -> str:
     """Validate a ZeroMQ endpoint string (``tcp://host:port``, ``ipc://path``, ``inproc://name``).
 
     Binding to all interfaces (``*`` or ``0.0.0.0``) is refused unless
-    ``allow_wildcard`` is true: ECG is health data and stays on this machine
-    by default.
+    ``allow_wildcard`` is true, and binding any other address than loopback
+    (``127.0.0.1``, ``::1``, ``localhost``) unless ``allow_remote`` is true
+    (default: ``allow_wildcard``): ECG is health data and stays on this
+    machine by default. Connecting (receivers) passes ``allow_wildcard=True``.
     """
     if not isinstance(endpoint, str) or "://" not in endpoint:
         raise ConfigError(
@@ -68,6 +83,13 @@ def check_endpoint(endpoint: str, *, allow_wildcard: bool = False) -> str:
             raise ConfigError(
                 f"refusing to bind {endpoint!r} on every interface; use 127.0.0.1 "
                 "(or pass --bind to expose the stream on purpose)"
+            )
+        if allow_remote is None:
+            allow_remote = allow_wildcard
+        if not allow_remote and host not in ("*", "0.0.0.0", "[::]", "::") and not _is_loopback_host(host):
+            raise ConfigError(
+                f"refusing to bind {endpoint!r}: {host} is not a loopback address; use 127.0.0.1, "
+                "or pass --bind (with CURVE keys, --curve-server-key) to expose the stream on purpose"
             )
     return endpoint
 
@@ -128,7 +150,15 @@ class Publisher:
     sndhwm : int
         Send high-water mark per subscriber, in messages.
     allow_wildcard : bool
-        Allow binding every interface.
+        Allow binding every interface, or any non-loopback address.
+    curve_server_key : path, optional
+        CURVE secret key file of this server (``NAME.key_secret``, from
+        ``ecg-keys``): encrypt the stream; clients need the public key. With
+        it a non-loopback address may be bound without ``allow_wildcard``
+        (every interface still needs it).
+    curve_allow : path, optional
+        Directory of the public key files (``*.key``) of the clients allowed
+        to subscribe (needs ``curve_server_key``); others are refused.
     """
 
     def __init__(
@@ -139,13 +169,33 @@ class Publisher:
         context: zmq.Context | None = None,
         sndhwm: int = 10_000,
         allow_wildcard: bool = False,
+        curve_server_key: str | os.PathLike | None = None,
+        curve_allow: str | os.PathLike | None = None,
     ) -> None:
-        check_endpoint(endpoint, allow_wildcard=allow_wildcard)
+        if curve_allow is not None and curve_server_key is None:
+            raise ConfigError("curve_allow (--curve-allow) needs curve_server_key (--curve-server-key)")
+        check_endpoint(
+            endpoint,
+            allow_wildcard=allow_wildcard,
+            allow_remote=allow_wildcard or curve_server_key is not None,
+        )
+        self._curve = None
+        if curve_server_key is not None:
+            from .keys import CurveServer
+
+            self._curve = CurveServer(curve_server_key, curve_allow)
+        elif endpoint.startswith("tcp://") and not _is_loopback_host(endpoint[6:].rpartition(":")[0]):
+            logger.warning(
+                "binding %s without CURVE keys: anyone on the network can read the stream (see ecg-keys)",
+                endpoint,
+            )
         self.endpoint = endpoint
         self.lossless = bool(lossless)
         sndhwm = ensure_int("sndhwm", sndhwm)
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
+        if self._curve is not None:
+            self._curve.apply(self._sock, self._ctx)
         self._sock.setsockopt(zmq.LINGER, 2000)
         self._sock.setsockopt(zmq.SNDHWM, sndhwm)
         # every subscribe and unsubscribe is passed up, so subscribers can be counted
@@ -157,6 +207,8 @@ class Publisher:
             self._sock.bind(endpoint)
         except zmq.ZMQError as err:
             self._sock.close(0)
+            if self._curve is not None:
+                self._curve.release()
             raise SourceError(f"cannot bind {endpoint}: {err}") from None
         self.last_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._seq: dict[bytes, int] = {}
@@ -288,6 +340,8 @@ class Publisher:
         """Close the socket, giving queued messages ``linger_s`` seconds to leave."""
         if not self._sock.closed:
             self._sock.close(int(linger_s * 1000))
+            if self._curve is not None:
+                self._curve.release()
 
     def __enter__(self) -> "Publisher":
         return self

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 import zmq
 
 from . import wire
-from .errors import SourceError, WireFormatError
+from .errors import ConfigError, SourceError, WireFormatError
 from .publisher import check_endpoint
 from .wire import AnnotationBatch, Control, Gap, SampleChunk
 
@@ -89,6 +90,14 @@ class Receiver:
         (lossless mode).
     bind : bool
         Bind instead of connect (a sensor that connects to the monitor).
+    curve_client_key : path, optional
+        This client's CURVE secret key file (``NAME.key_secret``, from
+        ``ecg-keys``); with ``curve_server_public``, the connection is
+        encrypted and the publisher can check who subscribes. It applies to
+        every tcp/ipc endpoint of this socket (``inproc://`` ones carry no
+        security), so CURVE and plain publishers need separate receivers.
+    curve_server_public : path, optional
+        The publisher's CURVE public key file (``NAME.key``).
     """
 
     def __init__(
@@ -100,6 +109,8 @@ class Receiver:
         context: zmq.Context | None = None,
         rcvhwm: int = 100_000,
         bind: bool = False,
+        curve_client_key: str | os.PathLike | None = None,
+        curve_server_public: str | os.PathLike | None = None,
     ) -> None:
         endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
         if not endpoints:
@@ -109,10 +120,24 @@ class Receiver:
         for k in kinds:
             if k not in wire.KINDS:
                 raise ValueError(f"kinds must be among {wire.KINDS}, got {k!r}")
+        curve = None
+        if (curve_client_key is None) != (curve_server_public is None):
+            raise ConfigError(
+                "curve_client_key (--curve-client-key) and curve_server_public "
+                "(--curve-server-public) go together; give both"
+            )
+        if curve_client_key is not None:
+            if bind:
+                raise ConfigError("a binding receiver cannot be a CURVE client; connect to the publisher")
+            from .keys import CurveClient
+
+            curve = CurveClient(curve_client_key, curve_server_public)
         self.endpoint = endpoint
         self.streams = None if streams is None else {wire.check_stream_name(s) for s in streams}
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
+        if curve is not None:
+            curve.apply(self._sock)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, int(rcvhwm))
         if self.streams is None:
