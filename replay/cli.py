@@ -10,7 +10,14 @@ import threading
 
 from . import _cli
 from .errors import ConfigError, SourceError
+from .keys import add_curve_server_arguments, curve_server_kwargs
 from .publisher import DEFAULT_ENDPOINT, Publisher, replay
+from .serial_source import (
+    SerialSource,
+    add_serial_arguments,
+    given_serial_arguments,
+    serial_options_from_args,
+)
 from .sources import load_source_record, parse_source
 
 logger = logging.getLogger(__name__)
@@ -23,11 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Replay an ECG record over ZeroMQ in the wire protocol (docs/protocol.md). "
             "RECORD is a MIT-BIH record name looked up in the data directory (100), a path to "
-            "a WFDB record (/data/mitdb/100 or /data/mitdb/100.hea) or a simulated ECG (sim:72)."
+            "a WFDB record (/data/mitdb/100 or /data/mitdb/100.hea), a simulated ECG (sim:72), "
+            "or a serial sensor (serial:/dev/ttyUSB0) bridged into the protocol."
         ),
-        epilog="Example: ecg-replay 100 --speed max --wait-subscribers 1",
+        epilog=(
+            "Examples: ecg-replay 100 --speed max --wait-subscribers 1; "
+            "ecg-replay serial:/dev/ttyUSB0 --fs 250 --baud 115200 --endpoint tcp://127.0.0.1:5555"
+        ),
     )
-    p.add_argument("record", metavar="RECORD", help="record name, WFDB path, or sim:BPM[,key=value...]")
+    p.add_argument("record", metavar="RECORD",
+                   help="record name, WFDB path, sim:BPM[,key=value...] or serial:PORT")
     p.add_argument(
         "--endpoint",
         default=DEFAULT_ENDPOINT,
@@ -63,16 +75,73 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow binding every interface (tcp://*:PORT); ECG is health data")
     p.add_argument("--stats", action="store_true",
                    help="print messages/s, MB/s and x real time when done")
+    add_serial_arguments(p)
+    add_curve_server_arguments(p)
     _cli.add_common_arguments(p)
     return p
+
+
+def _run_serial(args: argparse.Namespace, port: str) -> int:
+    """Bridge a serial sensor into the wire protocol until Ctrl-C (or --duration)."""
+    for flag, bad in (("--start", args.start), ("--loop", args.loop), ("--channel", args.channel)):
+        if bad:
+            raise ConfigError(f"{flag} applies to records, not to serial: sources")
+    options = serial_options_from_args(args, chunk_s=args.chunk)
+    curve = curve_server_kwargs(args)
+    stop = threading.Event()
+    _cli.install_stop_handlers(stop)
+    if args.bind:
+        logger.warning("binding %s: the stream is reachable from other machines", args.endpoint)
+    source = SerialSource(port, options, stream=args.stream)
+    source.open()
+    try:
+        with Publisher(args.endpoint, allow_wildcard=args.bind, **curve) as pub:
+            if args.wait_subscribers:
+                print(
+                    f"ecg-replay: waiting for {args.wait_subscribers} subscriber(s) on {pub.last_endpoint}",
+                    file=sys.stderr,
+                )
+                if not pub.wait_for_subscribers(source.stream, args.wait_subscribers, args.wait_timeout, stop):
+                    if stop.is_set():
+                        return 0
+                    raise SourceError(
+                        f"no {args.wait_subscribers} subscriber(s) on {pub.last_endpoint} "
+                        f"within {args.wait_timeout} s"
+                    )
+            print(
+                f"ecg-replay: serial {port} ({options.describe()}) on {pub.last_endpoint} "
+                f"as stream {source.stream!r}{' (CURVE)' if curve else ''}; Ctrl-C to stop",
+                file=sys.stderr,
+            )
+            stats = source.run(pub, stop, duration_s=args.duration)
+    finally:
+        source.close()
+    if args.stats:
+        c = stats.parser
+        print(
+            f"samples {stats.samples}  messages {stats.messages}  reconnects {stats.reconnects}  "
+            f"hole {stats.hole_samples} samples  rate "
+            + (f"{stats.measured_fs_hz:.1f} Hz" if stats.measured_fs_hz else "not measured")
+            + f"  lead-off {c.lead_off}  garbage {c.garbage}  partial {c.partial}  "
+            f"out-of-range {c.out_of_range}  checksum errors {c.checksum_errors}  missing {c.missing}"
+        )
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.wait_subscribers < 0:
         raise ConfigError(f"--wait-subscribers must be >= 0, got {args.wait_subscribers}")
     spec = parse_source(args.record)
+    if spec.kind == "serial":
+        return _run_serial(args, spec.argument)
     if spec.kind not in ("replay", "sim"):
-        raise ConfigError(f"ecg-replay plays records or the simulator, not {spec.kind}: sources")
+        raise ConfigError(
+            f"ecg-replay plays records, the simulator or serial sensors, not {spec.kind}: sources"
+        )
+    given = given_serial_arguments(args)
+    if given:
+        raise ConfigError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to serial: sources only")
+    curve = curve_server_kwargs(args)
     channels = None
     if args.channel:
         channels = [int(c) if c.isdigit() else c for c in args.channel]
@@ -88,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     _cli.install_stop_handlers(stop)
     if args.bind:
         logger.warning("binding %s: the stream is reachable from other machines", args.endpoint)
-    with Publisher(args.endpoint, lossless=math.isinf(args.speed), allow_wildcard=args.bind) as pub:
+    with Publisher(args.endpoint, lossless=math.isinf(args.speed), allow_wildcard=args.bind, **curve) as pub:
         stream = args.stream or record.name
         if args.wait_subscribers:
             print(
