@@ -144,6 +144,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import logging
 import math
 import os
@@ -161,13 +162,13 @@ from replay.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AlarmConfig",
-    "AlarmEngine",
-    "ActiveAlarm",
+    "CODES",
     "PRIORITIES",
     "PRIORITY_OF",
     "SUPERSEDES",
-    "CODES",
+    "ActiveAlarm",
+    "AlarmConfig",
+    "AlarmEngine",
     "vf_spectrum_features",
 ]
 
@@ -344,7 +345,7 @@ class AlarmConfig:
             _check_number(f, value)
         _order = ("hr_extreme_low_bpm", "hr_low_bpm", "hr_high_bpm", "hr_extreme_high_bpm")
         vals = [getattr(self, k) for k in _order]
-        if not all(a < b for a, b in zip(vals, vals[1:], strict=False)):
+        if not all(a < b for a, b in itertools.pairwise(vals)):
             raise ConfigError(
                 "alarm limits must satisfy hr_extreme_low_bpm < hr_low_bpm < hr_high_bpm < "
                 f"hr_extreme_high_bpm, got {' < '.join(f'{v:g}' for v in vals)} bpm"
@@ -577,7 +578,7 @@ class ActiveAlarm:
 class _State:
     """Mutable per-code state (internal)."""
 
-    __slots__ = ("code", "cond", "cond_since", "last_true", "on", "on_since", "acked", "message")
+    __slots__ = ("acked", "code", "cond", "cond_since", "last_true", "message", "on", "on_since")
 
     def __init__(self, code: str) -> None:
         self.code = code
@@ -612,7 +613,7 @@ def vf_spectrum_features(windows: np.ndarray, fs: float) -> tuple[np.ndarray, np
     w = np.asarray(windows, dtype=np.float64)
     n = w.shape[-1]
     x = (w - w.mean(axis=-1, keepdims=True)) * np.hamming(n)
-    nfft = 1 << max(int(math.ceil(math.log2(n))), 8)
+    nfft = 1 << max(math.ceil(math.log2(n)), 8)
     p = np.abs(np.fft.rfft(x, nfft, axis=-1)) ** 2
     f = np.fft.rfftfreq(nfft, 1.0 / fs)
     band = (f >= 0.5) & (f <= min(30.0, fs / 2))
@@ -656,19 +657,19 @@ class AlarmEngine:
         self.config = AlarmConfig() if config is None else config
         c, fs = self.config, self.fs
         # settings in samples, converted once
-        self._asystole = int(round(c.asystole_s * fs))
-        self._pause = int(round(c.pause_s * fs))
-        self._hold = int(round(c.hold_s * fs))
-        self._vf_window = int(round(c.vf_window_s * fs))
-        self._vf_step = max(1, int(round(c.vf_step_s * fs)))
-        self._pvc_window = int(round(c.pvc_window_s * fs))
+        self._asystole = round(c.asystole_s * fs)
+        self._pause = round(c.pause_s * fs)
+        self._hold = round(c.hold_s * fs)
+        self._vf_window = round(c.vf_window_s * fs)
+        self._vf_step = max(1, round(c.vf_step_s * fs))
+        self._pvc_window = round(c.pvc_window_s * fs)
         self._persist = {code: 0 for code in CODES}
         for code in ("brady", "tachy"):
-            self._persist[code] = int(round(c.rate_persist_s * fs))
+            self._persist[code] = round(c.rate_persist_s * fs)
         for code in ("brady_extreme", "tachy_extreme"):
-            self._persist[code] = int(round(c.extreme_persist_s * fs))
-        self._persist["afib"] = int(round(c.afib_persist_s * fs))
-        self._persist["vfib"] = int(round(c.vf_persist_s * fs))
+            self._persist[code] = round(c.extreme_persist_s * fs)
+        self._persist["afib"] = round(c.afib_persist_s * fs)
+        self._persist["vfib"] = round(c.vf_persist_s * fs)
         self._superseded_by: dict[str, tuple[str, ...]] = {
             code: tuple(h for h, lows in SUPERSEDES.items() if code in lows) for code in CODES
         }
@@ -765,9 +766,7 @@ class AlarmEngine:
             st.cond, st.cond_since = True, int(sample)
         elif not present and st.cond:
             st.cond, st.last_true = False, int(sample)
-            if st.on and PRIORITY_OF[code] == "high" and st.acked:
-                self._turn_off(code, sample, "cleared")
-            elif st.on and PRIORITY_OF[code] == "technical":
+            if st.on and PRIORITY_OF[code] == "high" and st.acked or st.on and PRIORITY_OF[code] == "technical":
                 self._turn_off(code, sample, "cleared")
 
     def _pulse(self, code: str, sample: int, message: str) -> None:

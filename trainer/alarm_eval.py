@@ -56,15 +56,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "TARGETS",
+    "AlarmTable",
     "Episode",
     "TargetScore",
-    "AlarmTable",
-    "reference_beats",
-    "rhythm_episodes",
-    "run_engine",
     "evaluate_alarms",
     "format_table",
     "main_alarms",
+    "reference_beats",
+    "rhythm_episodes",
+    "run_engine",
 ]
 
 BeatSource = Callable[[object], tuple[np.ndarray, Sequence[str], "np.ndarray | None", float]]
@@ -240,7 +240,7 @@ def run_engine(
     check_range("step_s", step_s, 0.01, 60.0, unit="s")
     engine = AlarmEngine(fs, stream, config)
     samples = np.asarray(samples, dtype=np.int64)
-    step = max(1, int(round(step_s * fs)))
+    step = max(1, round(step_s * fs))
     bounds = np.searchsorted(samples, np.arange(0, n_samples + step, step))
     events: list[dict] = []
     prev = None
@@ -381,7 +381,7 @@ def evaluate_alarms(
             k = fs / record.fs
             episodes = [Episode(e.record, e.rhythm, int(e.start * k), int(e.stop * k), e.v_beats)
                         for e in episodes]  # fmt: skip
-        tol = int(round(tolerance_s * fs))
+        tol = round(tolerance_s * fs)
         for sc in scores:
             _score_record(sc, events, episodes, fs, n, tol, name)
         for e in events:
@@ -397,11 +397,11 @@ def evaluate_alarms(
 def format_table(table: AlarmTable) -> str:
     """Return :func:`evaluate_alarms`' result as a text table."""
     lines = [
-        f"Alarm engine on {len(table.records)} record(s), {table.hours:.1f} h, beats from "
+        (f"Alarm engine on {len(table.records)} record(s), {table.hours:.1f} h, beats from "
         f"{table.beat_source}; episode detected if the alarm is on within "
-        "[start, max(end, start + 10 s)]",
-        f"{'alarm':<22} {'rhythm':<12} {'episodes':>8} {'detected':>8} {'Se %':>6} "
-        f"{'median s':>8} {'worst s':>8} {'FA':>5} {'FA/h':>6}  FA records",
+        "[start, max(end, start + 10 s)]"),
+        (f"{'alarm':<22} {'rhythm':<12} {'episodes':>8} {'detected':>8} {'Se %':>6} "
+        f"{'median s':>8} {'worst s':>8} {'FA':>5} {'FA/h':>6}  FA records"),
     ]
     for sc in table.scores:
         d = np.asarray(sc.delays_s)
