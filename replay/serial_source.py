@@ -241,11 +241,15 @@ class _Parser:
     def reset(self) -> None:
         """Forget buffered bytes and counters."""
         self.counters = ParserCounters()
+        #: Rows of the last :meth:`feed` result that the sensor marked lead-off
+        #: (other NaN rows are samples lost on the link).
+        self.lead_off_mask = np.zeros(0, dtype=bool)
 
     def _to_mv(self, adc: np.ndarray) -> np.ndarray:
         return ((adc - self.baseline_adc) / self.gain_adc_per_mv).astype(np.float32)
 
     def _empty(self) -> ParseResult:
+        self.lead_off_mask = np.zeros(0, dtype=bool)
         return ParseResult(np.zeros((0, self.n_channels), np.float32), self.counters.copy())
 
 
@@ -335,6 +339,7 @@ class AsciiParser(_Parser):
         nch = self.n_channels
         lo, hi = self.adc_range
         out = np.empty((len(lines), nch), dtype=np.float64)
+        off_rows = np.zeros(len(lines), dtype=bool)
         k = 0
         marker = self._marker
         for line in lines:
@@ -344,6 +349,7 @@ class AsciiParser(_Parser):
             c.lines += 1
             if s == marker:
                 out[k] = np.nan
+                off_rows[k] = True
                 c.lead_off += 1
                 k += 1
                 continue
@@ -375,8 +381,10 @@ class AsciiParser(_Parser):
                 row[j] = v
             if ok:
                 c.lead_off += off
+                off_rows[k] = off
                 k += 1
         c.samples += k
+        self.lead_off_mask = off_rows[:k]
         return ParseResult(self._to_mv(out[:k]), c.copy())
 
 
@@ -497,8 +505,13 @@ class BinaryParser(_Parser):
         if missing:
             c.missing += missing
             rows = np.full((m + missing, nch), np.nan)
-            rows[np.arange(m) + np.cumsum(gaps)] = adc
+            where = np.arange(m) + np.cumsum(gaps)
+            rows[where] = adc
             adc = rows
+            mask = np.zeros(m + missing, dtype=bool)
+            mask[where] = off
+            off = mask
+        self.lead_off_mask = off
         c.samples += adc.shape[0]
         return self._to_mv(adc)
 
@@ -783,6 +796,7 @@ class SerialSource:
         self.measured_fs_hz: float | None = None
         self.rate_mismatch = False
         self._lead_off = False
+        self._lead_off_count = 0
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
         self._events: list[dict] = []
@@ -873,15 +887,18 @@ class SerialSource:
             self.rate_mismatch = False
             self._status("rate-ok", self.next_index, measured_fs_hz=round(fs, 2))
 
-    def _lead_edges(self, rows: np.ndarray, start: int) -> None:
-        nan = np.isnan(rows).any(axis=1)
-        if not nan.any() and not self._lead_off:
+    def _lead_edges(self, off: np.ndarray, start: int) -> None:
+        """Report lead-off / lead-on at the edges of the sensor's lead-off rows."""
+        if not off.any() and not self._lead_off:
             return
-        flips = np.flatnonzero(np.diff(nan.astype(np.int8), prepend=np.int8(self._lead_off)))
+        flips = np.flatnonzero(np.diff(off.astype(np.int8), prepend=np.int8(self._lead_off)))
         for i in flips.tolist():
-            self._lead_off = bool(nan[i])
+            self._lead_off = bool(off[i])
             if self._lead_off:
-                logger.warning("serial %s: lead-off at sample %d", self.port, start + i)
+                self._lead_off_count += 1
+                if self._lead_off_count <= 3 or self._lead_off_count % 100 == 0:
+                    logger.warning("serial %s: lead-off at sample %d (%d time(s) so far)",
+                                   self.port, start + i, self._lead_off_count)
                 self._status("lead-off", start + i)
             else:
                 self._status("lead-on", start + i)
@@ -902,7 +919,7 @@ class SerialSource:
         self.stats.samples += data.shape[0]
         self._pending, self._pending_n = [], 0
 
-    def _accept(self, rows: np.ndarray, now: float) -> None:
+    def _accept(self, rows: np.ndarray, now: float, lead_off: np.ndarray) -> None:
         """Place parsed rows in the stream, opening a hole first if time was lost."""
         opts = self.options
         last = self._last_data_t
@@ -927,7 +944,7 @@ class SerialSource:
                          downtime_s=round(now - self._lost_at, 3))
         self._lost_at = None
         self._check_rate(now, rows.shape[0])
-        self._lead_edges(rows, self.next_index)
+        self._lead_edges(lead_off, self.next_index)
         self._pending.append(rows)
         self._pending_n += rows.shape[0]
         self.next_index += rows.shape[0]
@@ -1007,7 +1024,7 @@ class SerialSource:
                 if data:
                     rows, _ = self._parser.feed(data)
                     if rows.shape[0]:
-                        self._accept(rows, now)
+                        self._accept(rows, now, self._parser.lead_off_mask)
                 if self._pending_n >= chunk_n or (self._pending_n and now - last_flush >= opts.chunk_s):
                     self._flush(publisher, stop)
                     last_flush = now
