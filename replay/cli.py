@@ -11,7 +11,7 @@ import threading
 from . import _cli
 from .errors import ConfigError, SourceError
 from .keys import add_curve_server_arguments, curve_server_kwargs
-from .publisher import DEFAULT_ENDPOINT, Publisher, replay
+from .publisher import DEFAULT_ENDPOINT, Publisher, check_endpoint, replay
 from .serial_source import (
     SerialSource,
     add_serial_arguments,
@@ -88,6 +88,7 @@ def _run_serial(args: argparse.Namespace, port: str) -> int:
             raise ConfigError(f"{flag} applies to records, not to serial: sources")
     options = serial_options_from_args(args, chunk_s=args.chunk)
     curve = curve_server_kwargs(args)
+    check_endpoint(args.endpoint, allow_wildcard=args.bind, allow_remote=args.bind or bool(curve))
     stop = threading.Event()
     _cli.install_stop_handlers(stop)
     if args.bind:
@@ -142,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
     if given:
         raise ConfigError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to serial: sources only")
     curve = curve_server_kwargs(args)
+    # refuse a bad endpoint before loading anything
+    check_endpoint(args.endpoint, allow_wildcard=args.bind, allow_remote=args.bind or bool(curve))
     channels = None
     if args.channel:
         channels = [int(c) if c.isdigit() else c for c in args.channel]
