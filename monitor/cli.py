@@ -10,6 +10,7 @@ import sys
 from replay import _cli
 from replay.errors import ConfigError
 
+from .alarms import AlarmConfig
 from .events import EventWriter
 from .runner import MonitorRunner, RunnerConfig
 
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notch out mains interference at 50 or 60 Hz")
     p.add_argument("--no-data-timeout", type=_cli.positive_seconds, default=5.0, metavar="S",
                    help="report no-data after S seconds of silence (default 5)")
+    p.add_argument("--alarm-config", default=None, metavar="TOML",
+                   help="alarm limits file (docs/alarms.md); default: bedside defaults")
+    p.add_argument("--alarm", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one alarm limit, e.g. --alarm hr_high=130 (repeatable)")
     p.add_argument("--idle-exit", type=_cli.positive_seconds, default=None, metavar="S",
                    help="stop after S seconds without any message (default: keep waiting)")
     _cli.add_common_arguments(p)
@@ -86,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     channel: str | int | None = args.channel
     if isinstance(channel, str) and channel.lstrip("-").isdigit():
         channel = int(channel)
+    alarm_config = (
+        AlarmConfig.from_toml(args.alarm_config) if args.alarm_config else AlarmConfig()
+    ).with_overrides(args.alarm)
     config = RunnerConfig(
         sources=sources,
         speed=args.speed,
@@ -97,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         no_data_s=args.no_data_timeout,
         idle_exit_s=args.idle_exit,
         notch_hz=args.notch,
+        alarm_config=alarm_config,
     )
     fp, close = _open_events(args.events, args.headless)
     try:
@@ -109,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         if close:
             fp.close()
     print(
-        f"ecg-monitor: {summary.streams} stream(s), {summary.beats} beats, {summary.gaps} gaps "
+        f"ecg-monitor: {summary.streams} stream(s), {summary.beats} beats, {summary.alarms} alarms, "
+        f"{summary.gaps} gaps "
         f"({summary.missing_samples} samples missed), {summary.bad_messages} bad messages, "
         f"{summary.signal_s:.1f} s of signal in {summary.runtime_s:.2f} s "
         f"({summary.x_realtime:,.0f}x real time)",

@@ -14,7 +14,7 @@ import threading
 from typing import IO, Any
 
 #: Event types written by the monitor.
-EVENT_TYPES = ("beat", "status", "gap", "summary")
+EVENT_TYPES = ("beat", "status", "gap", "alarm", "summary")
 #: Values of ``status`` events' ``status`` field.
 STATUSES = ("connected", "lead-off", "lead-on", "noisy", "clean", "no-data", "data", "end")
 
@@ -44,13 +44,22 @@ class EventWriter:
     def __init__(self, fp: IO[str] | None) -> None:
         self.fp = fp
         self.count = 0
+        #: Events written per type; alarms counted as ``"alarm_on"`` / ``"alarm_off"``.
+        self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def _tally(self, event: dict) -> None:
+        kind = event.get("type", "?")
+        if kind == "alarm":
+            kind = f"alarm_{event.get('state')}"
+        self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def write(self, event: dict) -> None:
         """Write one event (and flush)."""
         line = json.dumps(_clean(event), separators=(",", ":"), allow_nan=False)
         with self._lock:
             self.count += 1
+            self._tally(event)
             if self.fp is not None:
                 self.fp.write(line + "\n")
                 self.fp.flush()
@@ -64,6 +73,8 @@ class EventWriter:
         )
         with self._lock:
             self.count += len(events)
+            for e in events:
+                self._tally(e)
             if self.fp is not None:
                 self.fp.write(lines)
                 self.fp.flush()

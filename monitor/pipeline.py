@@ -17,6 +17,7 @@ import numpy as np
 from replay.errors import ConfigError
 from replay.wire import AnnotationBatch, Control, Gap, SampleChunk
 
+from .alarms import AlarmConfig, AlarmEngine
 from .detector import RPeakDetector
 from .filters import BandpassFilter
 from .ringbuffer import RingBuffer
@@ -77,6 +78,8 @@ class StreamMonitor:
     notch_hz : float, optional
         Mains frequency to notch (50 or 60 Hz) in the display/classification
         filter.
+    alarm_config : AlarmConfig, optional
+        Alarm limits (default: :class:`~monitor.alarms.AlarmConfig` defaults).
 
     Attributes
     ----------
@@ -97,6 +100,7 @@ class StreamMonitor:
         *,
         buffer_s: float = 60.0,
         notch_hz: float | None = None,
+        alarm_config: AlarmConfig | None = None,
     ) -> None:
         self.stream = stream
         self.fs = float(fs)
@@ -111,6 +115,8 @@ class StreamMonitor:
         self.detector = RPeakDetector(self.fs)
         self.raw = RingBuffer(self.fs, buffer_s)
         self.filtered = RingBuffer(self.fs, buffer_s)
+        self.alarms = AlarmEngine(self.fs, stream, alarm_config or AlarmConfig())
+        self._delay_samples = int(round(self.detector.delay_s * self.fs))
         logger.info(
             "stream %s: lead %s at %g Hz; %s; detector delay %.3f s",
             stream,
@@ -125,6 +131,7 @@ class StreamMonitor:
         """Forget the stream's past (a new start of the same stream)."""
         self.filter.reset()
         self.detector.reset()
+        self.alarms.reset()
         self.raw.reset()
         self.filtered.reset()
         self.origin: int | None = None
@@ -171,6 +178,8 @@ class StreamMonitor:
             since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
             events.extend(self._state_change(self._state, state, since, in_gap))
             self._state = state
+        horizon = max(self.origin, self.next_index - self._delay_samples)
+        events.extend(self.alarms.process(events, horizon, y, start))
         return events
 
     def _state_change(self, old: str, new: str, sample: int, in_gap: bool) -> list[dict]:
@@ -225,6 +234,16 @@ class StreamMonitor:
                 }
             )
         return out
+
+    def external_status(self, status: str, **extra) -> list[dict]:
+        """A status found outside the signal (``no-data``, ``data``); returns its events.
+
+        The status event is passed to the alarm engine too, so that a
+        ``no_data`` technical alarm suppresses the physiological alarms.
+        """
+        ev = self._status(status, self.next_index, **extra)
+        horizon = max(self.origin or 0, self.next_index - self._delay_samples)
+        return [ev] + self.alarms.process([ev], horizon)
 
     # ---------------------------------------------------------------- input
     def handle(self, msg, arrival: float | None = None) -> list[dict]:
@@ -315,14 +334,8 @@ class StreamMonitor:
         if self.ended:
             return []
         self.ended = True
-        return [
-            self._status(
-                "end",
-                self.next_index,
-                beats=len(self.beats),
-                interrupted=bool(interrupted),
-            )
-        ]
+        ev = self._status("end", self.next_index, beats=len(self.beats), interrupted=bool(interrupted))
+        return self.alarms.process([ev], max(self.origin or 0, self.next_index - self._delay_samples)) + [ev]
 
     # ---------------------------------------------------------------- results
     @property

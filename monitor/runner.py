@@ -26,6 +26,7 @@ from replay.receiver import BadMessage, Receiver, Timeout
 from replay.sources import SourceSpec, load_source_record, parse_source
 from replay.wire import AnnotationBatch, SampleChunk, check_stream_name
 
+from .alarms import AlarmConfig
 from .events import EventWriter
 from .pipeline import StreamMonitor
 
@@ -58,6 +59,12 @@ class RunnerConfig:
         Seconds of silence after which a ``no-data`` status is reported.
     idle_exit_s : float, optional
         Stop after this long without any message (``zmq:`` sources); None: wait.
+    notch_hz : float, optional
+        Mains notch (50 or 60 Hz).
+    buffer_s : float
+        Seconds kept in each stream's ring buffers.
+    alarm_config : AlarmConfig, optional
+        Alarm limits; default the bedside defaults.
     """
 
     sources: list[str]
@@ -71,6 +78,7 @@ class RunnerConfig:
     idle_exit_s: float | None = None
     notch_hz: float | None = None
     buffer_s: float = 60.0
+    alarm_config: AlarmConfig | None = None
 
 
 @dataclass
@@ -94,6 +102,7 @@ class RunSummary:
     missing_messages: int = 0
     missing_samples: int = 0
     bad_messages: int = 0
+    alarms: int = 0
     runtime_s: float = 0.0
     signal_s: float = 0.0
     per_stream: dict = field(default_factory=dict)
@@ -113,6 +122,7 @@ class RunSummary:
             "missing_messages": self.missing_messages,
             "missing_samples": self.missing_samples,
             "bad_messages": self.bad_messages,
+            "alarms": self.alarms,
             "runtime": round(self.runtime_s, 3),
             "signal": round(self.signal_s, 3),
             "x_realtime": round(self.x_realtime, 1),
@@ -223,6 +233,7 @@ class MonitorRunner:
                 self.config.channel,
                 buffer_s=self.config.buffer_s,
                 notch_hz=self.config.notch_hz,
+                alarm_config=self.config.alarm_config,
             )
             self.monitors[msg.stream] = mon
         return mon
@@ -260,7 +271,7 @@ class MonitorRunner:
                         no_data_reported = True
                         for m in self.monitors.values():
                             if not m.ended:
-                                self.writer.write(m._status("no-data", m.next_index, idle=round(rx.idle_s, 1)))
+                                self.writer.write_many(m.external_status("no-data", idle=round(rx.idle_s, 1)))
                     if cfg.idle_exit_s is not None and rx.idle_s >= cfg.idle_exit_s:
                         logger.warning("no message for %.1f s; stopping", rx.idle_s)
                         break
@@ -271,7 +282,7 @@ class MonitorRunner:
                     no_data_reported = False
                     for m in self.monitors.values():
                         if not m.ended:
-                            self.writer.write(m._status("data", m.next_index))
+                            self.writer.write_many(m.external_status("data"))
                 arrival = rx.last_arrival
                 for ev in coalesce(batch):
                     if isinstance(ev, (BadMessage, Timeout)):
@@ -307,6 +318,7 @@ class MonitorRunner:
         s = RunSummary(streams=len(self.monitors), runtime_s=runtime_s)
         st = self.receiver.stats
         s.bad_messages = st.bad_messages
+        s.alarms = self.writer.counts.get("alarm_on", 0)
         s.missing_messages = st.missing_messages
         for name, m in self.monitors.items():
             s.beats += len(m.beats)

@@ -446,8 +446,8 @@ def main_alarms(args) -> int:
     if getattr(args, "alarm_config", None):
         config = AlarmConfig.from_toml(args.alarm_config)
     config = config.with_overrides(getattr(args, "alarm", None) or [])
-    data_dir = str(resolve_data_dir(args.data_dir))
-    table = evaluate_alarms(records, data_dir, config=config, tolerance_s=getattr(args, "tolerance", 10.0))
+    print(f"records from {resolve_data_dir(args.data_dir)}")
+    table = evaluate_alarms(records, args.data_dir, config=config, tolerance_s=getattr(args, "tolerance", 10.0))
     print(format_table(table))
     return 0
 

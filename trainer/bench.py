@@ -5,6 +5,9 @@ Subcommands
 ``ecg-bench replay``
     Replay a record at ``--speed max`` to one subscriber in another process
     and print messages/s, MB/s and times real time (wire protocol cost).
+``ecg-bench alarms``
+    Score the alarm engine against the MIT-BIH rhythm annotations
+    (:mod:`trainer.alarm_eval`).
 ``ecg-bench detect``
     Run the monitor's live path (replay -> ZeroMQ -> receiver -> filter ->
     online detector, the monitor's own code) over MIT-BIH records, score it
@@ -29,6 +32,7 @@ from replay import _cli
 from replay.errors import ConfigError
 
 from . import ec57
+from .alarm_eval import add_alarms_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +178,7 @@ def bench_detect(args: argparse.Namespace) -> int:
     total_s = total_sig = 0.0
     print(f"{'record':>6} {'Se %':>7} {'+P %':>7} {'FN':>5} {'FP':>5} {'offset ms':>9} {'x rt':>7}")
     for name in records:
-        f, lt, sec, sig_s = _score_live(name, data_dir, args.fs, exclude)
+        f, lt, sec, sig_s = _score_live(name, args.data_dir, args.fs, exclude)
         full.append(f)
         late.append(lt)
         total_s += sec
@@ -235,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference detectors to score too: gqrs,neurokit (default) or none")
     d.add_argument("--jobs", type=int, default=2, help="processes for the reference detectors")
     d.set_defaults(func=bench_detect)
+    a = sub.add_parser("alarms", help="alarm engine vs MIT-BIH rhythm annotations (episode Se, delay, FA/h)")
+    add_alarms_arguments(a)
     return p
 
 
