@@ -1,0 +1,528 @@
+"""Beats as the classifier sees them, identical live and offline.
+
+Two pieces are shared by the live monitor and the trainer, so that what the
+trainer measures is what the monitor does live:
+
+* :func:`live_front_end` builds the band-pass filter and R-peak detector
+  exactly as :class:`monitor.pipeline.StreamMonitor` does, and
+  :func:`offline_beats` streams a whole recording through them (the
+  ``xqrs_detect`` pattern).
+* :class:`BeatFeaturizer` turns the filtered signal and the detected beats,
+  in any chunking, into what the classifier takes per beat: the beat window
+  resampled to the model's rate and normalised, a median template of the
+  patient's previous beats, and RR-interval features that exist at decision
+  time.
+
+Decision latency
+----------------
+A beat's features are complete when (a) ``post_s`` seconds of signal after
+its R peak have arrived and (b), with ``use_post_rr=True`` (default), the
+next beat has been detected, since the post-RR interval is one of the
+features.  The detector reports a beat :attr:`RPeakDetector.delay_s`
+(about 0.29 s) after its R wave, so the usual decision comes
+``max(post_s, RR_next + detector delay)`` after the R wave, i.e. about one
+RR interval plus 0.3 s (1.1 s at 75 bpm).  :attr:`BeatFeaturizer.delay_s`
+gives the part that does not depend on the rhythm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from replay._validate import check_option, check_range, check_type, ensure_int
+from replay.errors import ConfigError
+
+from .detector import RPeakDetector
+from .filters import BandpassFilter
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "NORMALIZATIONS",
+    "BeatFeatures",
+    "BeatFeaturizer",
+    "featurize_beats",
+    "live_front_end",
+    "offline_beats",
+]
+
+#: Band of the monitor's display/classification filter, in Hz (high edge capped at 0.45 fs).
+FILTER_LOW_HZ = 0.5
+FILTER_HIGH_HZ = 40.0
+
+
+def live_front_end(fs: float, notch_hz: float | None = None) -> tuple[BandpassFilter, RPeakDetector]:
+    """Build the live monitor's filter and R-peak detector for one stream.
+
+    Parameters
+    ----------
+    fs : float
+        Sampling rate in Hz.
+    notch_hz : float, optional
+        Mains frequency to notch out of the filtered signal (50 or 60 Hz).
+
+    Returns
+    -------
+    filter : BandpassFilter
+        Causal Butterworth band-pass 0.5 Hz to ``min(40, 0.45 fs)`` Hz; its
+        output is what the classifier sees.
+    detector : RPeakDetector
+        Online R-peak detector at default settings; it takes the *raw* signal.
+    """
+    fs = float(check_range("fs", fs, 0, low_inclusive=False, unit="Hz"))
+    high = min(FILTER_HIGH_HZ, 0.45 * fs)
+    return BandpassFilter(fs, FILTER_LOW_HZ, high, notch_hz=notch_hz), RPeakDetector(fs)
+
+
+def offline_beats(
+    signal_mv: np.ndarray, fs: float, *, chunk_s: float | None = None, notch_hz: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detect beats and filter a whole recording with the live monitor's code.
+
+    Parameters
+    ----------
+    signal_mv : numpy.ndarray
+        1-D raw ECG in mV (NaN for lost samples).
+    fs : float
+        Sampling rate in Hz.
+    chunk_s : float, optional
+        Stream in chunks of this many seconds (default: all at once; the
+        result does not depend on it).
+    notch_hz : float, optional
+        Mains notch, as in the monitor.
+
+    Returns
+    -------
+    peaks : numpy.ndarray of int64
+        R-peak sample indices.
+    filtered_mv : numpy.ndarray of float64
+        The band-passed signal (NaN where the input is NaN).
+    """
+    x = np.asarray(signal_mv, dtype=np.float64)
+    if x.ndim != 1:
+        raise ConfigError(f"signal_mv must be 1-D, got shape {x.shape}")
+    filt, det = live_front_end(fs, notch_hz)
+    if chunk_s is None:
+        n = max(1, x.size)
+    else:
+        check_range("chunk_s", chunk_s, 0, low_inclusive=False, unit="s")
+        n = max(1, round(chunk_s * float(fs)))
+    ys, ps = [], []
+    for i in range(0, x.size, n):
+        ys.append(filt.process(x[i : i + n]))
+        ps.append(det.process(x[i : i + n]))
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    p = np.concatenate(ps).astype(np.int64) if ps else np.zeros(0, dtype=np.int64)
+    return p, y
+
+
+# --------------------------------------------------------------------------- normalisation
+def _norm_minmax(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.nanmin(w, axis=-1, keepdims=True)
+    hi = np.nanmax(w, axis=-1, keepdims=True)
+    return lo, hi - lo
+
+
+def _norm_zscore(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.nanmean(w, axis=-1, keepdims=True), np.nanstd(w, axis=-1, keepdims=True)
+
+
+def _norm_mad(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    med = np.nanmedian(w, axis=-1, keepdims=True)
+    mad = 1.4826 * np.nanmedian(np.abs(w - med), axis=-1, keepdims=True)
+    return med, mad
+
+
+#: Per-beat normalisations: name -> function returning (offset, scale) of each window.
+NORMALIZATIONS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+    "minmax": _norm_minmax,
+    "zscore": _norm_zscore,
+    "mad": _norm_mad,
+}
+
+_EPS_MV = 1e-3  # smallest scale, in mV, so a flat window does not blow up
+
+
+@dataclass(frozen=True)
+class BeatFeatures:
+    """Classifier inputs of the beats whose features became complete.
+
+    Attributes
+    ----------
+    sample : numpy.ndarray of int64, shape (k,)
+        Absolute sample index of each beat (at the stream's rate).
+    windows : numpy.ndarray of float32, shape (k, channels, n_window)
+        Channel 0: the beat window at the model's rate, normalised per beat.
+        Channel 1 (when templates are on): the median of the previous beats'
+        windows, normalised with the *same* offset and scale as the beat, so
+        that it shows the patient's usual beat relative to this one.
+    rr : numpy.ndarray of float32, shape (k, n_rr)
+        RR features, in the order of :attr:`BeatFeaturizer.rr_names`.
+    """
+
+    sample: np.ndarray
+    windows: np.ndarray
+    rr: np.ndarray
+
+    def __len__(self) -> int:
+        """Return the number of beats."""
+        return int(self.sample.size)
+
+    @staticmethod
+    def concatenate(parts: list[BeatFeatures], n_channels: int, n_window: int, n_rr: int) -> BeatFeatures:
+        """Join several results in order (empty input gives an empty result)."""
+        if not parts:
+            return BeatFeatures(
+                np.zeros(0, np.int64),
+                np.zeros((0, n_channels, n_window), np.float32),
+                np.zeros((0, n_rr), np.float32),
+            )
+        return BeatFeatures(
+            np.concatenate([p.sample for p in parts]),
+            np.concatenate([p.windows for p in parts]),
+            np.concatenate([p.rr for p in parts]),
+        )
+
+
+class BeatFeaturizer:
+    """Streaming beat windows and RR features for the classifier (chunk-invariant).
+
+    Parameters
+    ----------
+    fs : float
+        Sampling rate of the filtered signal, in Hz (125 to 1000 Hz).
+    model_fs : float
+        Rate of the windows given to the model, in Hz.
+    pre_s, post_s : float
+        Window extent before and after the R peak, in seconds.
+    normalization : {"zscore", "minmax", "mad"}
+        Per-beat normalisation: ``(x - mean) / std``, the seed's
+        ``(x - min) / (max - min)``, or ``(x - median) / (1.4826 MAD)``.
+    use_post_rr : bool
+        Use the RR interval to the *next* beat (the decision then waits for
+        that beat; see the module notes).
+    local_beats : int
+        Number of RR intervals in the local average.
+    long_beats : int
+        Number of RR intervals in the long average (the patient's running
+        rhythm; 200 beats is about 3 minutes at 70 bpm).
+    template_beats : int
+        Number of previous beats whose median window is the template channel
+        (0: no template channel).
+    max_rr_s : float
+        RR intervals longer than this (pauses, missed beats) are not added to
+        the averages; RR features are clipped to it.
+    default_rr_s : float
+        RR value, in seconds, used before any interval is known.
+    buffer_s : float
+        Seconds of filtered signal kept (must exceed ``pre_s`` plus the
+        detector's worst-case delay).
+
+    Notes
+    -----
+    **Resampling.** Each window is read by linear interpolation
+    (:func:`numpy.interp`) of the filtered signal on a grid of
+    ``round((pre_s + post_s) * model_fs)`` points starting ``pre_s`` before
+    the R peak, spaced ``1 / model_fs``.  The signal is low-passed at
+    ``min(40, 0.45 fs)`` Hz first, so for any source rate from 125 to
+    1000 Hz and ``model_fs >= 100`` Hz there is no aliasing, and the window
+    depends only on samples, never on how they were chunked.
+
+    **RR features** (seconds and ratios): ``pre_rr_s`` (to the previous
+    beat), ``post_rr_s`` (to the next beat), ``local_rr_s`` and ``long_rr_s``
+    (means of the last ``local_beats`` / ``long_beats`` intervals up to and
+    including this beat's pre-RR), ``pre_local``, ``pre_long``,
+    ``local_long``, ``post_local`` and ``post_pre``.  An interval spanning a
+    hole (NaN samples) is unknown; unknown intervals are replaced by the
+    local average (or ``default_rr_s`` before any).  At :meth:`flush` the
+    last beat's post-RR is unknown and replaced the same way.
+
+    **Template.** The median of the last ``template_beats`` windows (before
+    normalisation), previous beats only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fz = BeatFeaturizer(fs=360.0, model_fs=128.0)
+    >>> x = np.zeros(3600)
+    >>> out = fz.process(x, [360, 648, 936, 1224])
+    >>> out.windows.shape, len(fz.rr_names)
+    ((3, 2, 128), 9)
+    """
+
+    def __init__(
+        self,
+        fs: float,
+        *,
+        model_fs: float = 128.0,
+        pre_s: float = 0.5,
+        post_s: float = 0.5,
+        normalization: str = "zscore",
+        use_post_rr: bool = True,
+        local_beats: int = 10,
+        long_beats: int = 200,
+        template_beats: int = 16,
+        max_rr_s: float = 3.0,
+        default_rr_s: float = 0.8,
+        buffer_s: float = 30.0,
+    ) -> None:
+        self.fs = float(check_range("fs", fs, 50.0, 2000.0, unit="Hz"))
+        self.model_fs = float(check_range("model_fs", model_fs, 50.0, 2000.0, unit="Hz"))
+        self.pre_s = float(check_range("pre_s", pre_s, 0.05, 2.0, unit="s"))
+        self.post_s = float(check_range("post_s", post_s, 0.05, 2.0, unit="s"))
+        self.normalization = check_option("normalization", normalization, list(NORMALIZATIONS))
+        self.use_post_rr = bool(check_type("use_post_rr", use_post_rr, bool))
+        self.local_beats = ensure_int("local_beats", local_beats)
+        self.long_beats = ensure_int("long_beats", long_beats)
+        self.template_beats = ensure_int("template_beats", template_beats)
+        check_range("local_beats", self.local_beats, 1, 10000)
+        check_range("long_beats", self.long_beats, 1, 10000)
+        check_range("template_beats", self.template_beats, 0, 1000)
+        if self.local_beats > self.long_beats:
+            raise ConfigError(f"local_beats must be <= long_beats, got {self.local_beats} > {self.long_beats}")
+        self.max_rr_s = float(check_range("max_rr_s", max_rr_s, 0.5, 20.0, unit="s"))
+        self.default_rr_s = float(check_range("default_rr_s", default_rr_s, 0.2, self.max_rr_s, unit="s"))
+        self.buffer_s = float(check_range("buffer_s", buffer_s, 2 * (self.pre_s + self.post_s), 3600.0, unit="s"))
+        # samples: one place
+        self.n_window = round((self.pre_s + self.post_s) * self.model_fs)
+        self._offsets = -self.pre_s * self.fs + np.arange(self.n_window) * (self.fs / self.model_fs)
+        self._lo = int(np.floor(self._offsets[0]))
+        self._hi = int(np.ceil(self._offsets[-1])) + 1  # window needs samples [b + lo, b + hi)
+        self._keep = round(self.buffer_s * self.fs)
+        self.n_channels = 2 if self.template_beats > 0 else 1
+        self.rr_names: tuple[str, ...] = (
+            ("pre_rr_s", "post_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long", "post_local", "post_pre")
+            if self.use_post_rr
+            else ("pre_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long")
+        )
+        logger.debug(
+            "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
+            self.fs, self.model_fs, self.pre_s, self.post_s, self.n_window, self.normalization,
+            "on" if self.use_post_rr else "off", self.template_beats,
+        )  # fmt: skip
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget the stream (samples, beats, RR history, templates)."""
+        self._buf = np.zeros(max(1024, 2 * self._keep))
+        self._buf_start = 0  # absolute index of _buf[0]
+        self._n = 0  # valid samples in _buf
+        self._started = False
+        self._last_beat: int | None = None
+        self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
+        self._pending: deque[list] = deque()  # [sample, pre, local, long, post or None]
+        self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
+        self.beats_in = 0
+        self.beats_out = 0
+
+    @property
+    def delay_s(self) -> float:
+        """Rhythm-independent part of the decision delay after the beat is reported, in s.
+
+        ``post_s`` of signal must follow the R peak; with ``use_post_rr`` the
+        next beat must also have been reported (about one RR interval plus
+        the detector's delay).
+        """
+        return self.post_s
+
+    @property
+    def end(self) -> int:
+        """Absolute index one past the last sample received."""
+        return self._buf_start + self._n
+
+    def settings(self) -> dict:
+        """Return the settings as a JSON-able dict (stored with model weights)."""
+        return {
+            "model_fs": self.model_fs,
+            "pre_s": self.pre_s,
+            "post_s": self.post_s,
+            "normalization": self.normalization,
+            "use_post_rr": self.use_post_rr,
+            "local_beats": self.local_beats,
+            "long_beats": self.long_beats,
+            "template_beats": self.template_beats,
+            "max_rr_s": self.max_rr_s,
+            "default_rr_s": self.default_rr_s,
+        }
+
+    # ------------------------------------------------------------------ input
+    def _append(self, x: np.ndarray, start: int) -> None:
+        if not self._started:
+            self._buf_start = start
+            self._started = True
+        if start < self.end:
+            raise ConfigError(f"samples starting at {start} overlap those already received (up to {self.end})")
+        if start > self.end:  # hole
+            self._append_raw(np.full(start - self.end, np.nan))
+        if x.size:
+            self._append_raw(x)
+
+    def _append_raw(self, x: np.ndarray) -> None:
+        # drop what no pending or future beat can need
+        need_from = self.end - self._keep
+        if self._pending:
+            need_from = min(need_from, self._pending[0][0] + self._lo - 1)
+        drop = min(max(0, need_from - self._buf_start), self._n)
+        if drop and self._n + x.size > self._buf.size:
+            self._buf[: self._n - drop] = self._buf[drop : self._n]
+            self._n -= drop
+            self._buf_start += drop
+        if self._n + x.size > self._buf.size:
+            grown = np.zeros(max(2 * self._buf.size, self._n + x.size))
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n : self._n + x.size] = x
+        self._n += x.size
+
+    def _hole_between(self, a: int, b: int) -> bool:
+        # the buffer always holds the last buffer_s before the newest chunk,
+        # so looking back at most buffer_s / 2 is independent of the chunking
+        lo = max(a, b - self._keep // 2, self._buf_start)
+        hi = min(b, self.end)
+        if hi <= lo:
+            return False
+        return bool(np.isnan(self._buf[lo - self._buf_start : hi - self._buf_start]).any())
+
+    def _rr_fallback(self) -> float:
+        if self._rr_hist:
+            h = list(self._rr_hist)[-self.local_beats :]
+            return float(np.mean(h))
+        return self.default_rr_s
+
+    def _add_beat(self, b: int) -> None:
+        pre = None
+        if self._last_beat is not None:
+            if b <= self._last_beat:
+                raise ConfigError(f"beats must be increasing, got {b} after {self._last_beat}")
+            if not self._hole_between(self._last_beat, b):
+                pre = (b - self._last_beat) / self.fs
+            if self._pending and self._pending[-1][0] == self._last_beat:
+                self._pending[-1][4] = pre if pre is not None else -1.0
+        if pre is not None and pre <= self.max_rr_s:
+            self._rr_hist.append(pre)
+        if pre is None:
+            pre = self._rr_fallback()
+        hist = list(self._rr_hist)
+        local = float(np.mean(hist[-self.local_beats :])) if hist else pre
+        long_ = float(np.mean(hist)) if hist else pre
+        self._pending.append([b, min(pre, self.max_rr_s), local, long_, None])
+        self._last_beat = b
+        self.beats_in += 1
+
+    # ------------------------------------------------------------------ output
+    def _window(self, b: int) -> np.ndarray:
+        a, z = b + self._lo, b + self._hi
+        seg = np.full(z - a, np.nan)
+        i0, i1 = max(a, self._buf_start), min(z, self.end)
+        if i1 > i0:
+            seg[i0 - a : i1 - a] = self._buf[i0 - self._buf_start : i1 - self._buf_start]
+        pos = (b - a) + self._offsets
+        return np.interp(pos, np.arange(z - a, dtype=np.float64), seg)
+
+    def _emit(self, items: list[list]) -> BeatFeatures:
+        k = len(items)
+        wins = np.zeros((k, self.n_channels, self.n_window), np.float32)
+        rr = np.zeros((k, len(self.rr_names)), np.float32)
+        samples = np.zeros(k, np.int64)
+        fn = NORMALIZATIONS[self.normalization]
+        for j, (b, pre, local, long_, post) in enumerate(items):
+            w = self._window(b)
+            if self.template_beats:
+                tpl = np.median(np.stack(self._templates), axis=0) if self._templates else w
+                self._templates.append(w)
+                block = np.stack([w, tpl])
+            else:
+                block = w[None, :]
+            if np.isnan(w).all():
+                off, scale = 0.0, 1.0
+            else:
+                o, s = fn(w)
+                off, scale = float(o[0]), max(float(s[0]), _EPS_MV)
+            block = (block - off) / scale
+            wins[j] = np.nan_to_num(block, nan=0.0)
+            if self.use_post_rr:
+                if post is None or post < 0:
+                    post = local
+                post = min(post, self.max_rr_s)
+                rr[j] = (pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre)
+            else:
+                rr[j] = (pre, local, long_, pre / local, pre / long_, local / long_)
+            samples[j] = b
+        self.beats_out += k
+        return BeatFeatures(samples, wins, rr)
+
+    def _ready(self, final: bool) -> BeatFeatures:
+        out = []
+        while self._pending:
+            item = self._pending[0]
+            if not final:
+                if self.end < item[0] + self._hi:
+                    break
+                if self.use_post_rr and item[4] is None:
+                    break
+            out.append(self._pending.popleft())
+        return self._emit(out)
+
+    def process(self, filtered_mv: np.ndarray, beats=(), start: int | None = None) -> BeatFeatures:
+        """Take the next chunk of filtered signal and the beats detected; return complete beats.
+
+        Parameters
+        ----------
+        filtered_mv : numpy.ndarray
+            1-D filtered samples in mV (NaN for holes) following those
+            already received.
+        beats : array-like of int
+            Absolute sample indices of newly detected beats, increasing and
+            later than every beat given before; they may lie anywhere in the
+            signal received so far (or in this chunk).
+        start : int, optional
+            Absolute index of ``filtered_mv[0]`` (default: right after the
+            previous chunk; 0 for the first).  A jump forward is a hole.
+
+        Returns
+        -------
+        BeatFeatures
+            The beats whose features became complete with this call, in order.
+        """
+        x = np.asarray(filtered_mv, dtype=np.float64)
+        if x.ndim != 1:
+            raise ConfigError(f"filtered_mv must be 1-D, got shape {x.shape}")
+        start = (self.end if self._started else 0) if start is None else ensure_int("start", start)
+        self._append(x, start)
+        for b in np.asarray(beats, dtype=np.int64).ravel().tolist():
+            self._add_beat(int(b))
+        return self._ready(final=False)
+
+    def flush(self) -> BeatFeatures:
+        """The stream ended: return the beats still waiting (incomplete windows zero-padded)."""
+        return self._ready(final=True)
+
+
+def featurize_beats(filtered_mv: np.ndarray, beats: np.ndarray, fs: float, **settings) -> BeatFeatures:
+    """Features of every beat of a whole recording (one :class:`BeatFeaturizer` pass).
+
+    Parameters
+    ----------
+    filtered_mv : numpy.ndarray
+        The filtered recording (see :func:`offline_beats`), in mV.
+    beats : numpy.ndarray of int
+        Increasing beat sample indices.
+    fs : float
+        Sampling rate in Hz.
+    **settings
+        :class:`BeatFeaturizer` settings.
+
+    Returns
+    -------
+    BeatFeatures
+        One entry per beat, in order.
+    """
+    fz = BeatFeaturizer(fs, **settings)
+    parts = [fz.process(filtered_mv, beats), fz.flush()]
+    return BeatFeatures.concatenate(parts, fz.n_channels, fz.n_window, len(fz.rr_names))

@@ -1,0 +1,367 @@
+"""The beat classifier: a small CNN-BiLSTM with an RR-feature branch.
+
+Architecture (the seed project's, sized for real time on a CPU core)
+---------------------------------------------------------------------
+* **Morphology**: three convolution blocks (``Conv1d`` + ``BatchNorm1d`` +
+  ``ReLU`` + ``MaxPool1d(2)``) over the beat window (and the template
+  channel, see :class:`monitor.beats.BeatFeaturizer`), then a 2-layer
+  bidirectional LSTM over the resulting feature sequence, summarised by the
+  mean and the maximum over time.
+* **Rhythm**: the RR features (all positive: seconds and ratios) go through
+  ``log``, a ``BatchNorm1d`` and a small MLP.
+* **Head**: the two summaries concatenated, a fully-connected layer with
+  ReLU and dropout, and a linear layer giving one logit per class
+  (softmax gives the probabilities).
+
+Weights files
+-------------
+:func:`save_weights` writes a plain dict with a format tag, the metadata as
+a JSON string and the ``state_dict`` (tensors only), loadable with
+``torch.load(path, weights_only=True)``: no pickled code, so a weights file
+cannot run anything when loaded.  :func:`load_model` checks the tag, the
+architecture and every tensor's name and shape, and raises a
+:class:`~replay.errors.ConfigError` naming the file and the problem.
+
+Per beat, live
+--------------
+>>> clf = Classifier.from_file(asset("model.pt"))  # doctest: +SKIP
+>>> fz = clf.make_featurizer(fs=360.0)  # doctest: +SKIP
+>>> feats = fz.process(filtered_chunk, new_beats)  # doctest: +SKIP
+>>> probs = clf.predict_proba(feats.windows, feats.rr)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from replay._validate import ensure_int
+from replay.errors import ConfigError
+
+from .beats import BeatFeaturizer
+from .labels import CLASS_TO_AAMI
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ARCHITECTURE",
+    "FORMAT",
+    "Classifier",
+    "CnnBiLstm",
+    "build_model",
+    "default_hparams",
+    "load_model",
+    "save_weights",
+]
+
+#: Tag of the weights files written by :func:`save_weights`.
+FORMAT = "ecg-monitor-classifier"
+#: Version of that file layout.
+FORMAT_VERSION = 1
+#: Name of the only architecture so far.
+ARCHITECTURE = "cnn-bilstm"
+
+
+def default_hparams(in_channels: int, n_window: int, n_rr: int, n_classes: int) -> dict[str, Any]:
+    """Return the default architecture hyper-parameters for the given input shapes."""
+    return {
+        "in_channels": int(in_channels),
+        "n_window": int(n_window),
+        "n_rr": int(n_rr),
+        "n_classes": int(n_classes),
+        "conv_channels": [16, 32, 32],
+        "kernel_sizes": [7, 5, 5],
+        "lstm_hidden": 32,
+        "lstm_layers": 2,
+        "rr_hidden": 16,
+        "head_hidden": 64,
+        "dropout": 0.3,
+    }
+
+
+class CnnBiLstm(nn.Module):
+    """CNN-BiLSTM beat classifier with an RR branch.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the beat window (1, or 2 with the template).
+    n_window : int
+        Samples per window (at the model's rate).
+    n_rr : int
+        Number of RR features.
+    n_classes : int
+        Number of output classes.
+    conv_channels, kernel_sizes : sequence of int
+        Output channels and kernel size of each of the three conv blocks.
+    lstm_hidden, lstm_layers : int
+        Hidden units per direction and number of BiLSTM layers.
+    rr_hidden : int
+        Width of the RR MLP.
+    head_hidden : int
+        Width of the fully-connected head.
+    dropout : float
+        Dropout probability in the head.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_window: int,
+        n_rr: int,
+        n_classes: int,
+        conv_channels: Sequence[int] = (16, 32, 32),
+        kernel_sizes: Sequence[int] = (7, 5, 5),
+        lstm_hidden: int = 32,
+        lstm_layers: int = 2,
+        rr_hidden: int = 16,
+        head_hidden: int = 64,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if len(conv_channels) != 3 or len(kernel_sizes) != 3:
+            raise ConfigError(
+                f"conv_channels and kernel_sizes need 3 entries (three conv blocks), got {list(conv_channels)} and {list(kernel_sizes)}"
+            )
+        if n_window // 8 < 2:
+            raise ConfigError(f"n_window must be at least 16 samples, got {n_window}")
+        blocks: list[nn.Module] = []
+        c_in = in_channels
+        for c_out, k in zip(conv_channels, kernel_sizes):
+            blocks += [
+                nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False),
+                nn.BatchNorm1d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool1d(2),
+            ]
+            c_in = c_out
+        self.conv = nn.Sequential(*blocks)
+        self.lstm = nn.LSTM(c_in, lstm_hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True)
+        self.n_rr = n_rr
+        if n_rr:
+            self.rr_norm = nn.BatchNorm1d(n_rr)
+            self.rr_mlp = nn.Sequential(nn.Linear(n_rr, rr_hidden), nn.ReLU(inplace=True), nn.Linear(rr_hidden, rr_hidden), nn.ReLU(inplace=True))
+        head_in = 4 * lstm_hidden + (rr_hidden if n_rr else 0)
+        self.head = nn.Sequential(
+            nn.Linear(head_in, head_hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(head_hidden, n_classes)
+        )
+
+    def forward(self, windows: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        """Return logits (batch, n_classes) for windows (batch, C, n) and RR features (batch, n_rr)."""
+        h = self.conv(windows).transpose(1, 2)  # (B, T, C)
+        h, _ = self.lstm(h)
+        z = torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1)
+        if self.n_rr:
+            r = self.rr_mlp(self.rr_norm(torch.log(rr.clamp_min(1e-3))))
+            z = torch.cat([z, r], dim=1)
+        return self.head(z)
+
+
+_BUILDERS = {ARCHITECTURE: CnnBiLstm}
+
+
+def build_model(meta: dict[str, Any]) -> nn.Module:
+    """Build an untrained model from metadata (``architecture`` and ``hparams``)."""
+    arch = meta.get("architecture")
+    if arch not in _BUILDERS:
+        raise ConfigError(f"unknown architecture {arch!r}; this version knows {', '.join(_BUILDERS)}")
+    try:
+        return _BUILDERS[arch](**meta["hparams"])
+    except (TypeError, KeyError) as exc:
+        raise ConfigError(f"bad hyper-parameters for {arch}: {exc}") from None
+
+
+def save_weights(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write model weights and metadata to ``path`` (written atomically).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (``.pt``).
+    model : torch.nn.Module
+        The model; its ``state_dict`` is stored (moved to the CPU).
+    meta : dict
+        JSON-able metadata: at least ``architecture``, ``hparams``,
+        ``classes``, ``featurizer`` (settings of
+        :class:`~monitor.beats.BeatFeaturizer`) and ``rr_names``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    for key in ("architecture", "hparams", "classes", "featurizer", "rr_names"):
+        if key not in meta:
+            raise ConfigError(f"model metadata lacks {key!r}")
+    try:
+        text = json.dumps(meta, sort_keys=True)
+    except TypeError as exc:
+        raise ConfigError(f"model metadata is not JSON-able: {exc}") from None
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "meta_json": text, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a weights file written by :func:`save_weights`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The weights file.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The model, in eval mode, on the CPU.
+    meta : dict
+        Its metadata.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, not a weights file, of another format
+        version or architecture, or its tensors do not fit the architecture.
+    """
+    path = Path(path)
+    where = str(path.resolve()) if path.exists() else str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such model weights file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{where}: not a readable model weights file ({msg[:200]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ConfigError(f"{where}: not an ecg-monitor classifier weights file (no {FORMAT!r} tag)")
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(
+            f"{where}: weights file format version {blob.get('format_version')!r}, this version reads {FORMAT_VERSION}"
+        )
+    try:
+        meta = json.loads(blob["meta_json"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: metadata missing or not JSON ({exc})") from None
+    for key in ("architecture", "hparams", "classes", "featurizer", "rr_names"):
+        if key not in meta:
+            raise ConfigError(f"{where}: metadata lacks {key!r}")
+    try:
+        model = build_model(meta)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    state = blob.get("state_dict")
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: no state_dict")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ConfigError(
+            f"{where}: tensors do not match architecture {meta['architecture']!r} "
+            f"(missing: {', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(extra[:5]) or 'none'})"
+        )
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(own[k].shape):
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise ConfigError(f"{where}: tensor {k} has shape {shape}, the architecture needs {tuple(own[k].shape)}")
+    model.load_state_dict(state)
+    hp = meta["hparams"]
+    if hp.get("n_classes") != len(meta["classes"]) or hp.get("n_rr") != len(meta["rr_names"]):
+        raise ConfigError(f"{where}: metadata inconsistent (classes or RR features do not match hparams)")
+    model.eval()
+    return model, meta
+
+
+class Classifier:
+    """Beat classifier for inference: windows + RR features in, class probabilities out.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained model (see :func:`load_model`).
+    meta : dict
+        Its metadata.
+    threads : int, optional
+        ``torch.set_num_threads`` value (process-wide; default: leave as is).
+    device : str
+        Torch device ("cpu" or "cuda").
+    """
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], *, threads: int | None = None, device: str = "cpu") -> None:
+        if threads is not None:
+            threads = ensure_int("threads", threads)
+            if threads < 1:
+                raise ConfigError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.classes: tuple[str, ...] = tuple(meta["classes"])
+        self.aami: tuple[str, ...] = tuple(CLASS_TO_AAMI.get(c, "Q") for c in self.classes)
+        hp = meta["hparams"]
+        self.input_shape = (int(hp["in_channels"]), int(hp["n_window"]))
+        self.n_rr = int(hp["n_rr"])
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:
+        """Load a weights file (see :func:`load_model`)."""
+        model, meta = load_model(path)
+        return cls(model, meta, threads=threads, device=device)
+
+    def make_featurizer(self, fs: float, **overrides: Any) -> BeatFeaturizer:
+        """Return a :class:`~monitor.beats.BeatFeaturizer` for a stream at ``fs`` Hz with this model's settings."""
+        settings = dict(self.meta["featurizer"])
+        settings.update(overrides)
+        fz = BeatFeaturizer(fs, **settings)
+        if (fz.n_channels, fz.n_window) != self.input_shape or tuple(fz.rr_names) != tuple(self.meta["rr_names"]):
+            raise ConfigError("featurizer settings do not give the inputs this model was trained on")
+        return fz
+
+    def predict_proba(self, windows: np.ndarray, rr: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities of a batch of beats.
+
+        Parameters
+        ----------
+        windows : numpy.ndarray, shape (k, channels, n_window)
+            Beat windows from the featurizer.
+        rr : numpy.ndarray, shape (k, n_rr)
+            RR features from the featurizer.
+        batch_size : int
+            Beats per forward pass.
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (k, n_classes)
+            Probabilities, in the order of :attr:`classes`.
+        """
+        windows = np.asarray(windows, dtype=np.float32)
+        rr = np.asarray(rr, dtype=np.float32)
+        if windows.ndim != 3 or windows.shape[1:] != self.input_shape:
+            raise ConfigError(f"windows must have shape (k, {self.input_shape[0]}, {self.input_shape[1]}), got {windows.shape}")
+        if rr.shape != (windows.shape[0], self.n_rr):
+            raise ConfigError(f"rr must have shape ({windows.shape[0]}, {self.n_rr}), got {rr.shape}")
+        out = np.zeros((windows.shape[0], len(self.classes)), np.float32)
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, windows.shape[0], batch_size):
+                w = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
+                r = torch.from_numpy(rr[i : i + batch_size]).to(self.device)
+                out[i : i + batch_size] = torch.softmax(self.model(w, r), dim=1).cpu().numpy()
+        return out
+
+    def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
+        """Return the most probable class name of each beat."""
+        p = self.predict_proba(windows, rr)
+        return [self.classes[i] for i in p.argmax(axis=1)]

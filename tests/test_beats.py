@@ -1,0 +1,149 @@
+"""Tests of monitor.beats: live front end, offline beats, BeatFeaturizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.beats import (
+    BeatFeatures,
+    BeatFeaturizer,
+    featurize_beats,
+    live_front_end,
+    offline_beats,
+)
+from monitor.detector import detect_rpeaks
+from monitor.filters import BandpassFilter
+from replay.errors import ConfigError
+
+
+def _synthetic(fs: float, seconds: float = 20.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Spiky 'ECG' with irregular RR and its beat indices."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    t = np.arange(n) / fs
+    beats_s = np.cumsum(rng.uniform(0.5, 1.1, size=int(seconds)))
+    beats_s = beats_s[beats_s < seconds - 0.1]
+    x = 0.05 * np.sin(2 * np.pi * 0.3 * t)
+    for b in beats_s:
+        x += np.exp(-0.5 * ((t - b) / 0.012) ** 2) - 0.2 * np.exp(-0.5 * ((t - b - 0.25) / 0.04) ** 2)
+    return x, np.round(beats_s * fs).astype(np.int64)
+
+
+def test_front_end_is_the_monitors():
+    filt, _det = live_front_end(360.0)
+    assert (filt.low_hz, filt.high_hz) == (0.5, 40.0)
+    filt, _ = live_front_end(80.0)
+    assert filt.high_hz == pytest.approx(36.0)
+
+
+def test_offline_beats_same_as_detector_and_filter():
+    x, _ = _synthetic(360.0)
+    peaks, y = offline_beats(x, 360.0)
+    np.testing.assert_array_equal(peaks, detect_rpeaks(x, 360.0))
+    np.testing.assert_allclose(y, BandpassFilter(360.0, 0.5, 40.0).process(x))
+    p2, y2 = offline_beats(x, 360.0, chunk_s=0.37)
+    np.testing.assert_array_equal(peaks, p2)
+    np.testing.assert_allclose(y, y2, atol=1e-12)
+
+
+def _stream(fz: BeatFeaturizer, y: np.ndarray, beats: np.ndarray, chunk: int, lag: int) -> BeatFeatures:
+    """Feed chunks; each beat is given ``lag`` samples after it (like the detector)."""
+    parts, j = [], 0
+    for a in range(0, y.size, chunk):
+        b = min(y.size, a + chunk)
+        k = j
+        while k < beats.size and beats[k] + lag < b:
+            k += 1
+        parts.append(fz.process(y[a:b], beats[j:k]))
+        j = k
+    parts.append(fz.process(np.zeros(0), beats[j:]))
+    parts.append(fz.flush())
+    return BeatFeatures.concatenate(parts, fz.n_channels, fz.n_window, len(fz.rr_names))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 360, None])
+@pytest.mark.parametrize("post_rr", [True, False])
+def test_featurizer_chunk_invariance(chunk, post_rr):
+    x, beats = _synthetic(360.0, 12.0)
+    y = BandpassFilter(360.0, 0.5, 40.0).process(x)
+    y[1500:1600] = np.nan  # a hole
+    beats = beats[(beats < 1500) | (beats > 1700)]
+    ref = featurize_beats(y, beats, 360.0, use_post_rr=post_rr)
+    fz = BeatFeaturizer(360.0, use_post_rr=post_rr)
+    got = _stream(fz, y, beats, y.size if chunk is None else chunk, lag=105)
+    np.testing.assert_array_equal(got.sample, ref.sample)
+    np.testing.assert_array_equal(got.windows, ref.windows)
+    np.testing.assert_array_equal(got.rr, ref.rr)
+    assert len(ref) == beats.size
+
+
+def test_rr_features_are_causal():
+    x, beats = _synthetic(360.0, 20.0)
+    y = BandpassFilter(360.0, 0.5, 40.0).process(x)
+    full = featurize_beats(y, beats, 360.0)
+    m = beats.size // 2
+    # change everything after beat m: beats before m-1 must not change (m-1 uses beat m as post-RR)
+    y2 = y.copy()
+    y2[beats[m] + 200 :] = 0.0
+    part = featurize_beats(y2, np.concatenate([beats[: m + 1], beats[m + 1 :] + 37]), 360.0)
+    np.testing.assert_array_equal(full.rr[:m], part.rr[:m])
+    np.testing.assert_array_equal(full.windows[: m - 1], part.windows[: m - 1])
+    # pre-RR is the interval to the previous beat, in seconds
+    names = BeatFeaturizer(360.0).rr_names
+    pre = full.rr[1:, names.index("pre_rr_s")]
+    np.testing.assert_allclose(pre, np.diff(beats) / 360.0, rtol=1e-6)
+    post = full.rr[:-1, names.index("post_rr_s")]
+    np.testing.assert_allclose(post, np.diff(beats) / 360.0, rtol=1e-6)
+
+
+def test_hole_invalidates_rr():
+    fz = BeatFeaturizer(360.0, template_beats=0)
+    y = np.zeros(360 * 10)
+    y[1000:1010] = np.nan
+    out = BeatFeatures.concatenate([fz.process(y, [360, 720, 1080, 1440, 1800]), fz.flush()], 1, fz.n_window, len(fz.rr_names))
+    pre = out.rr[:, fz.rr_names.index("pre_rr_s")]
+    assert pre[1] == pytest.approx(1.0)
+    assert pre[2] == pytest.approx(1.0)  # interval over the hole replaced by the local mean (1.0 s)
+    assert pre[3] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("normalization", ["zscore", "minmax", "mad"])
+def test_normalisation(normalization):
+    x, beats = _synthetic(360.0, 10.0)
+    out = featurize_beats(3.0 * x + 1.0, beats, 360.0, normalization=normalization)
+    ref = featurize_beats(x, beats, 360.0, normalization=normalization)
+    np.testing.assert_allclose(out.windows, ref.windows, atol=2e-4)  # amplitude and offset invariant
+    w = ref.windows[2:-2, 0]
+    if normalization == "zscore":
+        np.testing.assert_allclose(w.mean(1), 0, atol=1e-4)
+        np.testing.assert_allclose(w.std(1), 1, atol=1e-3)
+    elif normalization == "minmax":
+        np.testing.assert_allclose(w.min(1), 0, atol=1e-5)
+        np.testing.assert_allclose(w.max(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("fs", [125.0, 250.0, 500.0, 1000.0])
+def test_resampling_any_rate(fs):
+    x360, b360 = _synthetic(360.0, 10.0)
+    t = np.arange(int(10 * fs)) / fs
+    x = np.interp(t, np.arange(x360.size) / 360.0, x360)
+    b = np.round(b360 / 360.0 * fs).astype(np.int64)
+    ref = featurize_beats(x360, b360, 360.0, template_beats=0)
+    got = featurize_beats(x, b, fs, template_beats=0)
+    assert got.windows.shape == ref.windows.shape == (b.size, 1, 128)
+    inner = slice(1, -1)
+    assert np.abs(got.windows[inner] - ref.windows[inner]).mean() < 0.15
+
+
+def test_bad_settings():
+    with pytest.raises(ConfigError, match="Did you mean 'zscore'"):
+        BeatFeaturizer(360.0, normalization="zscores")
+    with pytest.raises(ConfigError, match="local_beats"):
+        BeatFeaturizer(360.0, local_beats=300, long_beats=200)
+    with pytest.raises(TypeError):
+        BeatFeaturizer(360.0, use_post_rr=1)
+    fz = BeatFeaturizer(360.0)
+    fz.process(np.zeros(1000), [500])
+    with pytest.raises(ConfigError, match="increasing"):
+        fz.process(np.zeros(10), [400])

@@ -1,0 +1,130 @@
+"""Tests of monitor.model: architecture, weights files, Classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monitor.labels import (
+    AAMI_CLASSES,
+    CLASS_TO_AAMI,
+    CLASSES,
+    SYMBOL_TO_CLASS,
+    labels_to_aami,
+    symbol_to_label,
+)
+from monitor.model import (
+    ARCHITECTURE,
+    Classifier,
+    build_model,
+    default_hparams,
+    load_model,
+    save_weights,
+)
+from monitor.resources import asset
+from replay.errors import ConfigError
+
+
+def _meta(n_window=128, in_channels=2, n_rr=9):
+    from monitor.beats import BeatFeaturizer
+
+    fz = BeatFeaturizer(360.0)
+    return {
+        "architecture": ARCHITECTURE,
+        "hparams": default_hparams(in_channels, n_window, n_rr, len(CLASSES)),
+        "classes": list(CLASSES),
+        "featurizer": fz.settings(),
+        "rr_names": list(fz.rr_names),
+    }
+
+
+def test_labels_cover_aami():
+    assert set(CLASS_TO_AAMI.values()) == set(AAMI_CLASSES)
+    for s in "NLRej":
+        assert CLASS_TO_AAMI[SYMBOL_TO_CLASS[s]] == "N"
+    for s in "AaJS":
+        assert SYMBOL_TO_CLASS[s] == "A"
+    assert SYMBOL_TO_CLASS["E"] == "V" and SYMBOL_TO_CLASS["f"] == "Q"
+    lab = symbol_to_label(["N", "", "?", "V"])
+    assert lab.tolist() == [0, -1, -2, CLASSES.index("V")]
+    assert labels_to_aami(lab).tolist() == [0, -1, -2, AAMI_CLASSES.index("V")]
+
+
+def test_forward_shapes_and_size():
+    meta = _meta()
+    m = build_model(meta).eval()
+    out = m(torch.zeros(4, 2, 128), torch.ones(4, 9))
+    assert out.shape == (4, len(CLASSES))
+    n_bytes = sum(p.numel() * 4 for p in m.parameters())
+    assert n_bytes < 5e6
+
+
+def test_save_load_roundtrip(tmp_path):
+    meta = _meta()
+    torch.manual_seed(0)
+    m = build_model(meta).eval()
+    path = save_weights(tmp_path / "m.pt", m, meta)
+    assert path.stat().st_size < 5e6
+    blob = torch.load(path, weights_only=True)  # plain tensors and strings only
+    assert blob["format"] == "ecg-monitor-classifier"
+    m2, meta2 = load_model(path)
+    assert meta2["classes"] == list(CLASSES)
+    x, r = torch.randn(3, 2, 128), torch.rand(3, 9) + 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, r), m2(x, r))
+    clf = Classifier(m2, meta2, threads=1)
+    p = clf.predict_proba(x.numpy(), r.numpy())
+    assert p.shape == (3, len(CLASSES))
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    assert len(clf.predict(x.numpy(), r.numpy())) == 3
+    fz = clf.make_featurizer(250.0)
+    assert fz.n_window == 128
+    with pytest.raises(ConfigError, match="windows must have shape"):
+        clf.predict_proba(np.zeros((2, 1, 128)), np.zeros((2, 9)))
+    with pytest.raises(ConfigError, match="rr must have shape"):
+        clf.predict_proba(np.zeros((2, 2, 128)), np.zeros((2, 4)))
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such model weights file"):
+        load_model(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a torch file" * 10)
+    with pytest.raises(ConfigError, match="junk.pt: not a readable model weights file"):
+        load_model(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(3)}, other)
+    with pytest.raises(ConfigError, match="other.pt: not an ecg-monitor classifier"):
+        load_model(other)
+    # same tag, other architecture size: shapes do not fit
+    meta = _meta()
+    m = build_model(meta)
+    path = save_weights(tmp_path / "m.pt", m, meta)
+    blob = torch.load(path, weights_only=True)
+    import json
+
+    meta_bad = json.loads(blob["meta_json"])
+    meta_bad["hparams"]["lstm_hidden"] = 8
+    blob["meta_json"] = json.dumps(meta_bad)
+    torch.save(blob, tmp_path / "mismatch.pt")
+    with pytest.raises(ConfigError, match="mismatch.pt: tensor .* has shape"):
+        load_model(tmp_path / "mismatch.pt")
+    meta_bad["architecture"] = "transformer"
+    blob["meta_json"] = json.dumps(meta_bad)
+    torch.save(blob, tmp_path / "arch.pt")
+    with pytest.raises(ConfigError, match="unknown architecture 'transformer'"):
+        load_model(tmp_path / "arch.pt")
+    with pytest.raises(ConfigError, match="lacks 'classes'"):
+        save_weights(tmp_path / "x.pt", m, {k: v for k, v in meta.items() if k != "classes"})
+
+
+def test_shipped_model():
+    path = asset("model.pt")
+    if not path.exists():
+        pytest.skip("no shipped model yet")
+    assert path.stat().st_size < 5e6
+    clf = Classifier.from_file(path)
+    fz = clf.make_featurizer(360.0)
+    assert clf.classes == CLASSES
+    assert fz.rr_names == tuple(clf.meta["rr_names"])

@@ -1,0 +1,81 @@
+"""Tests of trainer.train: a tiny run really learns, resume, configuration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from monitor.labels import CLASSES
+from replay.errors import ConfigError
+from trainer.train import TrainConfig, class_weights, fit, load_config_file
+
+
+def _toy(n: int, seed: int):
+    """Separable toy beats: class 0 a positive bump, class 4 (V) a wide negative one, class 3 (A) early RR."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(-1, 1, 64)
+    y = rng.choice([0, 3, 4], size=n, p=[0.6, 0.2, 0.2])
+    w = np.zeros((n, 2, 64), np.float32)
+    rr = np.ones((n, 9), np.float32)
+    for i, k in enumerate(y):
+        shape = -np.exp(-(t / 0.3) ** 2) if k == 4 else np.exp(-(t / 0.08) ** 2)
+        w[i, 0] = shape + 0.1 * rng.standard_normal(64)
+        w[i, 1] = np.exp(-(t / 0.08) ** 2)
+        if k == 3:
+            rr[i, [0, 4, 5]] = 0.6  # premature: pre-RR short against the local and long rhythm
+    return w, rr, y.astype(np.int64)
+
+
+def test_tiny_training_learns(tmp_path):
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, seed=0, progress=False, threads=1, patience=0)
+    _model, hist, hp = fit(_toy(600, 0), _toy(200, 1), cfg, tmp_path)
+    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
+    assert hist[-1]["val_accuracy"] > 0.95
+    assert hp["n_classes"] == len(CLASSES)
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert len(saved["epochs"]) == 4
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_resume_continues_exactly(tmp_path):
+    train, val = _toy(200, 0), _toy(60, 1)
+    cfg = TrainConfig(epochs=3, batch_size=32, seed=3, progress=False, threads=1, patience=0)
+    _, straight, _ = fit(train, val, cfg, tmp_path / "a")
+    cfg2 = TrainConfig(epochs=2, batch_size=32, seed=3, progress=False, threads=1, patience=0)
+    fit(train, val, cfg2, tmp_path / "b")
+    cfg2.epochs = 3
+    _, resumed, _ = fit(train, val, cfg2, tmp_path / "b", resume=True)
+    assert len(resumed) == 3
+    assert resumed[-1]["train_loss"] == pytest.approx(straight[-1]["train_loss"], rel=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def _tmp_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_class_weights():
+    w = class_weights(np.array([0] * 90 + [4] * 10), 7)
+    assert w[0] == pytest.approx(100 / (2 * 90)) and w[4] == pytest.approx(100 / (2 * 10))
+    assert w[1] == 0
+    assert class_weights(np.array([0] * 1000 + [1]), 7, max_weight=50)[1] == 50
+
+
+def test_config_file(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('epochs = 3\nlr = 0.01\n[featurizer]\nnormalization = "mad"\n')
+    d = load_config_file(p)
+    assert d["epochs"] == 3 and d["featurizer"]["normalization"] == "mad"
+    j = tmp_path / "c.json"
+    j.write_text(json.dumps({"batch_size": 16}))
+    assert load_config_file(j) == {"batch_size": 16}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epocs = 3\n")
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        load_config_file(bad)
+    with pytest.raises(ConfigError, match="protocol"):
+        TrainConfig(protocol="inter-patient").validate()
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=0).validate()

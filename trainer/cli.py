@@ -1,0 +1,97 @@
+"""``ecg-train``: train the beat classifier.
+
+Examples
+--------
+Train the shipped model (inter-patient protocol, DS1) and evaluate it on DS2::
+
+    ecg-train --protocol inter --out runs/inter --weights-out assets/model.pt
+    ecg-eval --weights assets/model.pt --protocol inter --out runs/inter/eval
+
+Settings come from, in increasing priority: the defaults of
+:class:`trainer.train.TrainConfig`, ``--config FILE`` (TOML or JSON, keys
+named as the long options with ``_``), and the command-line flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from replay import _cli
+
+logger = logging.getLogger(__name__)
+
+#: Flags whose value goes straight into TrainConfig (dest == field name).
+_FIELDS = (
+    "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
+    "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
+    "class_weight_power", "weight_decay",
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``ecg-train`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="ecg-train",
+        description="Train the CNN-BiLSTM beat classifier on MIT-BIH beats found by the live monitor's detector.",
+        epilog="Defaults are those of the seed project: Adam, class-weighted cross-entropy, StepLR, 50 epochs, batch 64.",
+    )
+    _cli.add_common_arguments(p)
+    d = argparse.SUPPRESS  # unset flags do not override the config file
+    p.add_argument("--protocol", choices=("inter", "seed", "all"), default=d,
+                   help="inter: train DS1, test DS2 (de Chazal 2004; default); seed: random by-beat split of N/A/V/L/R beats "
+                   "(same patients in train and test); all: every record")
+    p.add_argument("--data-dir", default=d, help="directory of the MIT-BIH WFDB files (default: $ECG_DATA_DIR or the user cache)")
+    p.add_argument("--out", default=d, help="output directory (default runs/default)")
+    p.add_argument("--weights-out", default=d, help="weights file (default OUT/model.pt)")
+    p.add_argument("--epochs", type=int, default=d, help="number of epochs (default 50)")
+    p.add_argument("--batch-size", type=int, default=d, help="beats per batch (default 64)")
+    p.add_argument("--lr", type=float, default=d, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=d, help="Adam weight decay (default 1e-4)")
+    p.add_argument("--step-size", type=int, default=d, help="StepLR period in epochs (default 15)")
+    p.add_argument("--gamma", type=float, default=d, help="StepLR factor (default 0.5)")
+    p.add_argument("--class-weight-power", type=float, default=d, help="class weights (n/(k n_c))**power (default 1)")
+    p.add_argument("--seed", type=int, default=d, help="random seed (default 0)")
+    p.add_argument("--patience", type=int, default=d, help="early stopping patience in epochs, 0 = off (default 12)")
+    p.add_argument("--val-folds", type=int, default=d, help="patient-wise validation folds of the training records (default 5)")
+    p.add_argument("--val-fold", type=int, default=d, help="which fold validates (default 4: keeps the S-richest records 209, 207, 201, 118 for training)")
+    p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: CPU cores, at most 4)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d, help="training device (default auto: GPU if present)")
+    p.add_argument("--duration", dest="duration_s", type=float, default=d, help="use only the first SECONDS of each record (quick runs)")
+    p.add_argument("--cache", default=d, help="dataset cache directory (default: user cache ecg-monitor/datasets)")
+    p.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ecg-train``."""
+    args = build_parser().parse_args(argv)
+    _cli.setup_logging(args.log_level)
+
+    def body() -> int:
+        from .train import TrainConfig, load_config_file, train
+
+        values = load_config_file(args.config) if args.config else {}
+        for name in _FIELDS:
+            if hasattr(args, name):
+                values[name] = getattr(args, name)
+        if args.records:
+            tr, _, te = args.records.partition(";")
+            values["train_records"] = [r for r in tr.split(",") if r]
+            values["test_records"] = [r for r in te.split(",") if r]
+        if args.no_progress:
+            values["progress"] = False
+        cfg = TrainConfig(**values)
+        weights = train(cfg, argv=["ecg-train", *(sys.argv[1:] if argv is None else argv)], resume=args.resume)
+        print(f"weights: {weights}")
+        return 0
+
+    return _cli.run_main("ecg-train", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

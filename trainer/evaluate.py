@@ -1,0 +1,387 @@
+"""``ecg-eval``: evaluate a beat classifier through the live pipeline's beats.
+
+The test records are processed exactly as the live monitor processes them
+(:func:`monitor.beats.offline_beats`: the monitor's filter and online
+detector, then :class:`monitor.beats.BeatFeaturizer` with the model's own
+settings), the classifier labels every detected beat, and the results are
+scored against the reference annotations.
+
+Two kinds of figures are written to ``metrics.json``:
+
+``classes`` / ``accuracy`` / ``macro_f1`` / ``roc_auc``
+    Beat classification of the detected beats that matched a reference beat
+    with a class (the usual "classifier" figures): per model class Se, +P,
+    specificity, F1; one-vs-rest ROC-AUC.
+``ec57``
+    The AAMI table (N, S, V, F, Q: Se, +P) of the whole live chain, in the
+    spirit of ANSI/AAMI EC57: a reference beat the detector missed is a
+    false negative of its class, and a detection with no reference beat
+    within 150 ms that the classifier calls S (or V...) is a false positive
+    of that class.  Given with and without record 232 (which holds most DS2
+    S beats).  For the ``seed`` protocol (a split by beat) only the
+    classification table is meaningful and missed beats are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.labels import (
+    AAMI_CLASSES,
+    CLASS_TO_AAMI,
+    CLASSES,
+    NO_REFERENCE,
+    SYMBOL_TO_CLASS,
+    labels_to_aami,
+)
+from replay import _cli
+from replay.errors import ConfigError
+
+from . import dataset as ds
+from .metrics import confusion, macro_f1, per_class, roc_auc_ovr, roc_curve
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ec57_table", "evaluate", "main"]
+
+
+def ec57_table(parts: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """AAMI Se / +P of the live chain over records (see the module notes).
+
+    Parameters
+    ----------
+    parts : list of dict
+        Per record: ``record``, ``ref_aami`` (AAMI index of each reference
+        beat with a class), ``ref_pred`` (predicted AAMI index of its matched
+        detection, -1 when missed), ``extra_pred`` (predicted AAMI index of
+        each detection without a reference beat).
+    exclude : tuple of str
+        Records left out.
+    """
+    k = len(AAMI_CLASSES)
+    # rows: reference N S V F Q, "none" ; columns: predicted N S V F Q, "missed"
+    m = np.zeros((k + 1, k + 1), dtype=np.int64)
+    for p in parts:
+        if p["record"] in exclude:
+            continue
+        pred = np.where(p["ref_pred"] < 0, k, p["ref_pred"])
+        np.add.at(m, (p["ref_aami"], pred), 1)
+        np.add.at(m, (np.full(p["extra_pred"].size, k), p["extra_pred"]), 1)
+    out: dict[str, Any] = {"matrix_rows_ref_NSVFQ_none": m.tolist(), "columns": [*AAMI_CLASSES, "missed"]}
+    for i, c in enumerate(AAMI_CLASSES):
+        tp = m[i, i]
+        ref = m[i].sum()
+        pred = m[:, i].sum()
+        out[c] = {
+            "se": float(tp / ref) if ref else float("nan"),
+            "ppv": float(tp / pred) if pred else float("nan"),
+            "reference_beats": int(ref),
+            "detected_as": int(pred),
+        }
+    return out
+
+
+def _history_for(weights: Path) -> Path | None:
+    for cand in (weights.parent / (weights.stem + ".history.json"), weights.parent / "history.json"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def evaluate(
+    weights: str | Path,
+    protocol: str,
+    out: str | Path,
+    *,
+    data_dir: str | None = None,
+    records: list[str] | None = None,
+    duration_s: float | None = None,
+    cache: str | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from monitor.model import Classifier
+
+    clf = Classifier.from_file(weights, threads=threads)
+    weights = Path(weights)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fz_settings = dict(clf.meta["featurizer"])
+    train_info = clf.meta.get("training", {})
+    _, test_recs = ds.protocol_records(protocol)
+    if records is not None:
+        test_recs = tuple(records)
+    data = ds.build_dataset(test_recs, data_dir, fz_settings, cache=cache, progress=progress, duration_s=duration_s)
+    overlap = sorted(set(train_info.get("train_records", [])) & set(test_recs)) if protocol != "seed" else []
+    if overlap and protocol == "inter":
+        logger.warning("records %s were used in training", " ".join(overlap))
+    if protocol == "seed":
+        split = ds.make_split("seed", data, seed=int(train_info.get("seed", 0)), train_records=test_recs, test_records=test_recs)
+        sel = split.test
+        desc = split.description
+    else:
+        sel = {r: np.arange(len(data[r])) for r in test_recs}
+        desc = f"{protocol} protocol: every detected beat of records {' '.join(test_recs)}"
+    {c: i for i, c in enumerate(clf.classes)}
+    if tuple(clf.classes) != CLASSES:
+        raise ConfigError(f"{weights}: model classes {clf.classes} differ from {CLASSES}")
+    ys, ps, parts, recs_of = [], [], [], []
+    examples: dict[int, list[np.ndarray]] = {i: [] for i in range(len(CLASSES))}
+    for r in test_recs:
+        rb = data[r]
+        ix = sel[r]
+        prob = clf.predict_proba(rb.windows[ix], rb.rr[ix]) if ix.size else np.zeros((0, len(CLASSES)), np.float32)
+        lab = rb.label[ix]
+        ys.append(lab)
+        ps.append(prob)
+        recs_of.append(np.full(ix.size, r))
+        pred_aami = labels_to_aami(prob.argmax(1)) if ix.size else np.zeros(0, np.int64)
+        for i in range(len(CLASSES)):
+            if len(examples[i]) < 6:
+                hit = ix[lab == i][: 6 - len(examples[i])]
+                examples[i].extend(rb.windows[h, 0] for h in hit)
+        if protocol != "seed":
+            # reference beats with a class; their detection's prediction or -1 (missed)
+            has_cls = np.array([s in SYMBOL_TO_CLASS for s in rb.ref_symbol], dtype=bool)
+            ref_aami = np.array([AAMI_CLASSES.index(CLASS_TO_AAMI[SYMBOL_TO_CLASS[s]]) for s in rb.ref_symbol[has_cls]], np.int64)
+            # map each reference beat to its detection through the sample of the matched detection
+            ref_pred = np.full(rb.ref_sample.size, -1, np.int64)
+            from .ec57 import match_beats
+
+            m = match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)
+            ref_pred[m.ref_matched] = pred_aami[m.test_matched]
+            extra = pred_aami[rb.label[ix] == NO_REFERENCE]
+            parts.append({"record": r, "ref_aami": ref_aami, "ref_pred": ref_pred[has_cls], "extra_pred": extra})
+    y = np.concatenate(ys)
+    p = np.concatenate(ps)
+    rec_all = np.concatenate(recs_of)
+    ok = y >= 0
+    yl, pl = y[ok], p[ok]
+    pred = pl.argmax(1)
+    c = confusion(yl, pred, len(CLASSES))
+    ca = confusion(labels_to_aami(yl), labels_to_aami(pred), len(AAMI_CLASSES))
+    auc = roc_auc_ovr(yl, pl)
+    metrics: dict[str, Any] = {
+        "weights": str(weights.resolve()),
+        "protocol": protocol,
+        "description": desc,
+        "records": list(test_recs),
+        "n_beats_classified": int(ok.sum()),
+        "n_detections_without_reference": int((y == NO_REFERENCE).sum()),
+        "accuracy": float((pred == yl).mean()) if yl.size else float("nan"),
+        "macro_f1": macro_f1(c),
+        "classes": per_class(c, CLASSES),
+        "roc_auc": {CLASSES[k]: v for k, v in auc.items()},
+        "roc_auc_macro": float(np.mean(list(auc.values()))) if auc else float("nan"),
+        "confusion": {"classes": list(CLASSES), "rows_true_cols_pred": c.tolist()},
+        "aami_classification": per_class(ca, AAMI_CLASSES),
+        "aami_confusion": ca.tolist(),
+        "featurizer": fz_settings,
+        "training": train_info,
+    }
+    no232 = rec_all[ok] != "232"
+    if (~no232).any():
+        c2 = confusion(labels_to_aami(yl[no232]), labels_to_aami(pred[no232]), len(AAMI_CLASSES))
+        metrics["aami_classification_without_232"] = per_class(c2, AAMI_CLASSES)
+        metrics["accuracy_without_232"] = float((pred[no232] == yl[no232]).mean())
+    if parts:
+        metrics["ec57"] = ec57_table(parts)
+        if any(pp["record"] == "232" for pp in parts):
+            metrics["ec57_without_232"] = ec57_table(parts, exclude=("232",))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    _figures(out, c, ca, yl, pl, examples, _history_for(weights))
+    _report(out, metrics, weights)
+    return metrics
+
+
+def _figures(out: Path, c, ca, y, p, examples, history: Path | None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, mat, names, title in ((axes[0], c, CLASSES, "model classes"), (axes[1], ca, AAMI_CLASSES, "AAMI classes")):
+        rown = mat / np.maximum(1, mat.sum(1, keepdims=True))
+        ax.imshow(rown, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=8, color="black" if rown[i, j] < 0.6 else "white")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
+        ax.set_title(f"Confusion ({title}; colour = row fraction)")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for k, name in enumerate(CLASSES):
+        pos = y == k
+        if pos.any() and (~pos).any():
+            fpr, tpr = roc_curve(pos, p[:, k])
+            ax.plot(fpr, tpr, label=f"{name} (n={int(pos.sum())})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate (Se)")
+    ax.set_title("One-vs-rest ROC curves")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "roc_curves.png", dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(CLASSES), figsize=(2.2 * len(CLASSES), 2.6), sharey=True)
+    for k, ax in enumerate(axes):
+        for w in examples[k]:
+            ax.plot(w, lw=0.8)
+        ax.set_title(f"{CLASSES[k]} ({len(examples[k])})")
+        ax.set_xlabel("sample (model rate)")
+    axes[0].set_ylabel("normalised amplitude")
+    fig.suptitle("Example test beats per reference class (model input, channel 0)")
+    fig.tight_layout()
+    fig.savefig(out / "example_beats.png", dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if history is not None:
+        h = json.loads(history.read_text())["epochs"]
+        ep = [e["epoch"] for e in h]
+        axes[0].plot(ep, [e["train_loss"] for e in h], label="train (weighted CE)")
+        axes[0].plot(ep, [e["val_loss"] for e in h], label="validation (plain CE)")
+        axes[0].set_xlabel("epoch")
+        axes[0].set_ylabel("loss")
+        axes[0].legend()
+        for key in ("val_accuracy", "val_macro_f1", "val_aami_nsv_f1", "val_S_se", "val_S_ppv", "val_V_se", "val_V_ppv"):
+            axes[1].plot(ep, [e.get(key, np.nan) for e in h], label=key[4:])
+        axes[1].set_xlabel("epoch")
+        axes[1].set_ylim(0, 1.02)
+        axes[1].legend(fontsize=7)
+        axes[1].set_title("validation (held-out training records)")
+    else:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no training history next to the weights", ha="center", va="center")
+            ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=100)
+    plt.close(fig)
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _f3(x: float | None) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
+    lines = [
+        f"# Evaluation of `{weights.name}` ({m['protocol']} protocol)",
+        "",
+        m["description"] + ".",
+        "",
+        ("Beats come from the live monitor's own filter, online detector and featurizer "
+        "(`monitor.beats.offline_beats`, `BeatFeaturizer`)."),
+        "",
+        f"* classified beats (matched to a reference beat with a class): {m['n_beats_classified']}",
+        f"* detections without a reference beat within 150 ms: {m['n_detections_without_reference']}",
+        f"* accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, macro one-vs-rest ROC-AUC {m['roc_auc_macro']:.3f}",
+        "",
+        "## Per model class",
+        "",
+        "| class | n | Se % | +P % | Spec % | F1 | ROC-AUC |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c, v in m["classes"].items():
+        auc = m["roc_auc"].get(c)
+        lines.append(
+            f"| {c} | {v['support']} | {_pct(v['se'])} | {_pct(v['ppv'])} | {_pct(v['spec'])} | "
+            f"{_f3(v['f1'])} | {_f3(auc)} |"
+        )
+    if "ec57" in m:
+        lines += ["", "## AAMI classes, whole live chain (EC57-style: missed beats are FN, beats without reference are FP)", ""]
+        lines += ["| AAMI | ref beats | Se % | +P % | Se % w/o 232 | +P % w/o 232 |", "|---|---|---|---|---|---|"]
+        for c in AAMI_CLASSES:
+            a = m["ec57"][c]
+            b = m.get("ec57_without_232", {}).get(c, {"se": float("nan"), "ppv": float("nan")})
+            lines.append(f"| {c} | {a['reference_beats']} | {_pct(a['se'])} | {_pct(a['ppv'])} | {_pct(b['se'])} | {_pct(b['ppv'])} |")
+    lines += ["", "## AAMI classes, classified beats only", "", "| AAMI | n | Se % | +P % | F1 |", "|---|---|---|---|---|"]
+    for c, v in m["aami_classification"].items():
+        lines.append(f"| {c} | {v['support']} | {_pct(v['se'])} | {_pct(v['ppv'])} | {_f3(v['f1'])} |")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "* `confusion_matrix.png`: confusion matrices (model and AAMI classes)",
+        "* `roc_curves.png`: one-vs-rest ROC curves",
+        "* `example_beats.png`: example test beats per class, as the model sees them",
+        "* `training_curves.png`: loss and validation metrics per epoch (from the history saved with the weights)",
+        "",
+        "![confusion](confusion_matrix.png)",
+        "",
+        "![roc](roc_curves.png)",
+        "",
+        "![examples](example_beats.png)",
+        "",
+        "![training](training_curves.png)",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``ecg-eval`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="ecg-eval",
+        description="Evaluate a beat classifier on a protocol's test records through the live monitor's beats.",
+    )
+    _cli.add_common_arguments(p)
+    p.add_argument("--weights", required=True, help="weights file written by ecg-train")
+    p.add_argument("--protocol", choices=ds.PROTOCOLS, default="inter", help="inter: DS2 (default); seed: the seed's held-out beats; all: every record")
+    p.add_argument("--out", required=True, help="output directory (metrics.json, report.md, figures)")
+    p.add_argument("--data-dir", default=None, help="directory of the MIT-BIH WFDB files")
+    p.add_argument("--records", default=None, help="comma-separated test records replacing the protocol's")
+    p.add_argument("--duration", type=float, default=None, help="use only the first SECONDS of each record (quick runs)")
+    p.add_argument("--cache", default=None, help="dataset cache directory")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ecg-eval``."""
+    args = build_parser().parse_args(argv)
+    _cli.setup_logging(args.log_level)
+
+    def body() -> int:
+        recs = [r for r in args.records.split(",") if r] if args.records else None
+        m = evaluate(
+            args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
+            cache=args.cache, threads=args.threads, progress=not args.no_progress,
+        )  # fmt: skip
+        print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
+        if "ec57" in m:
+            print("AAMI (live chain)  " + "  ".join(f"{c}: Se {_pct(m['ec57'][c]['se'])} +P {_pct(m['ec57'][c]['ppv'])}" for c in AAMI_CLASSES))
+        print(f"report: {Path(args.out) / 'report.md'}")
+        return 0
+
+    return _cli.run_main("ecg-eval", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""Training of the beat classifier (:mod:`monitor.model`) on MIT-BIH beats.
+
+The recipe is the seed project's: Adam, class-weighted cross-entropy,
+``StepLR``, 50 epochs, batches of 64.  Added for honest figures:
+
+* beats come from the live monitor's own detector and featurizer
+  (:mod:`trainer.dataset`);
+* model selection and early stopping use a patient-wise validation fold of
+  the *training* records (:func:`trainer.dataset.make_split`), never the test
+  records;
+* every source of randomness is seeded from ``seed``
+  (:func:`numpy.random.default_rng`, :func:`torch.manual_seed` and a
+  :class:`torch.Generator` that orders the batches), and a checkpoint is
+  written after each epoch so a run can be resumed (``resume=True``) and
+  continues exactly as if it had not stopped.
+
+Outputs in ``out``: the weights (``model.pt``, see
+:func:`monitor.model.save_weights`), ``run.json`` (command line, full
+configuration, split, class counts, timings), ``history.json`` (per-epoch
+loss and validation metrics) and ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from monitor.beats import BeatFeaturizer
+from monitor.labels import AAMI_CLASSES, CLASSES, labels_to_aami
+from monitor.model import ARCHITECTURE, build_model, default_hparams, save_weights
+from replay import __version__
+from replay._validate import check_option
+from replay.errors import ConfigError
+
+from . import dataset as ds
+from .metrics import confusion, macro_f1, per_class
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "class_weights", "evaluate_arrays", "fit", "load_config_file", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved in ``run.json``).
+
+    Attributes
+    ----------
+    protocol : {"inter", "seed", "all"}
+        Data protocol (see :mod:`trainer.dataset`).
+    data_dir : str or None
+        MIT-BIH directory.
+    out : str
+        Output directory.
+    weights_out : str or None
+        Weights file (default ``out/model.pt``).
+    epochs, batch_size : int
+        Number of epochs and beats per batch.
+    lr, weight_decay : float
+        Adam learning rate and L2 weight decay.
+    step_size, gamma : int, float
+        ``StepLR``: multiply the learning rate by ``gamma`` every ``step_size`` epochs.
+    class_weight_power : float
+        Class weights are ``(n / (k * n_c)) ** power`` (1: "balanced", 0: none).
+    max_class_weight : float
+        Upper bound of a class weight.
+    seed : int
+        Seed of every random choice.
+    patience : int
+        Stop after this many epochs without a better validation score (0: never).
+    val_folds, val_fold : int
+        Patient-wise validation fold of the training records.
+    threads : int or None
+        ``torch.set_num_threads`` (default: the number of CPU cores, at most 2... 4).
+    device : {"auto", "cpu", "cuda"}
+        Where to train.
+    featurizer : dict
+        :class:`monitor.beats.BeatFeaturizer` settings.
+    hparams : dict
+        Architecture overrides (see :func:`monitor.model.default_hparams`).
+    train_records, test_records : list of str or None
+        Replace the protocol's record lists (quick runs, tests).
+    duration_s : float or None
+        Use only the first ``duration_s`` seconds of each record (quick runs, tests).
+    cache : str or None
+        Dataset cache directory (default: the user cache).
+    progress : bool
+        Show tqdm progress bars.
+    """
+
+    protocol: str = "inter"
+    data_dir: str | None = None
+    out: str = "runs/default"
+    weights_out: str | None = None
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    step_size: int = 15
+    gamma: float = 0.5
+    class_weight_power: float = 1.0
+    max_class_weight: float = 50.0
+    seed: int = 0
+    patience: int = 12
+    val_folds: int = 5
+    val_fold: int = 4
+    threads: int | None = None
+    device: str = "auto"
+    featurizer: dict = field(default_factory=lambda: dict(ds.DEFAULT_FEATURIZER))
+    hparams: dict = field(default_factory=dict)
+    train_records: list | None = None
+    test_records: list | None = None
+    duration_s: float | None = None
+    cache: str | None = None
+    progress: bool = True
+
+    def validate(self) -> TrainConfig:
+        """Check values; return self."""
+        check_option("protocol", self.protocol, ds.PROTOCOLS)
+        check_option("device", self.device, ("auto", "cpu", "cuda"))
+        for name in ("epochs", "batch_size", "val_folds"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if self.step_size < 1:
+            raise ConfigError(f"step_size must be >= 1 epoch, got {self.step_size!r}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
+        BeatFeaturizer(360.0, **self.featurizer)  # raises on bad settings
+        return self
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict of :class:`TrainConfig` fields."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            import tomllib
+
+            data = tomllib.loads(raw.decode())
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: config must be a table/object of settings")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}" + (f". Did you mean {hint[0]!r}?" if hint else "")
+        )
+    return data
+
+
+def class_weights(labels: np.ndarray, n_classes: int, power: float = 1.0, max_weight: float = 50.0) -> np.ndarray:
+    """Cross-entropy class weights ``(n / (k n_c)) ** power``, capped; 0 for absent classes."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = (counts.sum() / (present.sum() * counts[present])) ** power
+    return np.minimum(w, max_weight)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def evaluate_arrays(model: nn.Module, w: np.ndarray, r: np.ndarray, y: np.ndarray, device: torch.device, loss_fn=None, batch: int = 2048) -> dict[str, Any]:
+    """Loss, accuracy, macro-F1 and AAMI N/S/V Se, +P of a model on labelled beats (y >= 0)."""
+    model.eval()
+    probs, losses = [], 0.0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            wb = torch.from_numpy(w[i : i + batch]).to(device)
+            rb = torch.from_numpy(r[i : i + batch]).to(device)
+            logits = model(wb, rb)
+            if loss_fn is not None:
+                losses += float(loss_fn(logits, torch.from_numpy(y[i : i + batch]).to(device))) * len(wb)
+            probs.append(torch.softmax(logits, 1).cpu().numpy())
+    p = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)), np.float32)
+    pred = p.argmax(1)
+    c = confusion(y, pred, len(CLASSES))
+    ca = confusion(labels_to_aami(y), labels_to_aami(pred), len(AAMI_CLASSES))
+    pa = per_class(ca, AAMI_CLASSES)
+    nsv = [pa[k]["f1"] for k in ("N", "S", "V") if pa[k]["support"] > 0]
+    out = {
+        "loss": losses / max(1, len(y)),
+        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+        "macro_f1": macro_f1(c),
+        "aami_nsv_f1": float(np.nanmean(nsv)) if nsv else float("nan"),
+    }
+    for k in ("N", "S", "V"):
+        out[f"{k}_se"], out[f"{k}_ppv"] = pa[k]["se"], pa[k]["ppv"]
+    return out
+
+
+def fit(
+    train_data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    select_on: str = "aami_nsv_f1",
+    resume: bool = False,
+) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
+    """Train a model on arrays; return (best model, history, hparams).
+
+    Parameters
+    ----------
+    train_data, val_data : tuple of numpy.ndarray
+        ``(windows (n, C, L) float32, rr (n, F) float32, labels (n,) int64)``,
+        labels in ``0..len(CLASSES)-1``.
+    cfg : TrainConfig
+        Settings (epochs, batch size, optimiser, seed...).
+    out_dir : pathlib.Path
+        Where ``checkpoint.pt`` and ``history.json`` are written.
+    select_on : str
+        Validation metric (higher is better) for model selection and early stopping.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt``.
+    """
+    from tqdm import tqdm
+
+    wt, rt, yt = train_data
+    wv, rv, yv = val_data
+    if (yt < 0).any() or (yv < 0).any():
+        raise ConfigError("training and validation labels must be class indices >= 0")
+    device = _device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    hp = default_hparams(wt.shape[1], wt.shape[2], rt.shape[1], len(CLASSES))
+    hp.update(cfg.hparams)
+    model = build_model({"architecture": ARCHITECTURE, "hparams": hp}).to(device)
+    cw = class_weights(yt, len(CLASSES), cfg.class_weight_power, cfg.max_class_weight)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32, device=device))
+    val_loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    history: list[dict[str, Any]] = []
+    best = {"score": -np.inf, "epoch": -1, "state": None}
+    start_epoch = 0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.exists():
+            raise ConfigError(f"{ckpt_path.resolve()}: no checkpoint to resume from")
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        history = json.loads(ck["history_json"])
+        best = {"score": ck["best_score"], "epoch": ck["best_epoch"], "state": ck["best_state"]}
+        start_epoch = int(ck["epoch"]) + 1
+        logger.info("resuming at epoch %d (best so far %.4f at epoch %d)", start_epoch + 1, best["score"], best["epoch"] + 1)
+    wt_t, rt_t, yt_t = torch.from_numpy(wt), torch.from_numpy(rt), torch.from_numpy(yt)
+    n = len(yt)
+    logger.info(
+        "training %d beats, validating on %d; class weights %s; %d parameters; device %s, %d threads",
+        n, len(yv), dict(zip(CLASSES, np.round(cw, 2).tolist())), sum(p.numel() for p in model.parameters()),
+        device, torch.get_num_threads(),
+    )  # fmt: skip
+    for epoch in range(start_epoch, cfg.epochs):
+        if best["epoch"] >= 0 and cfg.patience and epoch - best["epoch"] > cfg.patience:
+            logger.info("early stop: no better %s for %d epochs", select_on, cfg.patience)
+            break
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress, unit="batch")
+        for i in bar:
+            idx = perm[i : i + cfg.batch_size]
+            if idx.numel() < 2:
+                continue  # BatchNorm needs two beats
+            wb, rb, yb = wt_t[idx].to(device), rt_t[idx].to(device), yt_t[idx].to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(wb, rb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.numel()
+            if (i // cfg.batch_size) % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        sched.step()
+        train_s = time.perf_counter() - t0
+        vm = evaluate_arrays(model, wv, rv, yv, device, val_loss_fn)
+        rec = {"epoch": epoch + 1, "train_loss": total / n, "lr": opt.param_groups[0]["lr"], "train_s": train_s}
+        rec.update({f"val_{k}": v for k, v in vm.items()})
+        history.append(rec)
+        score = vm[select_on]
+        if np.isfinite(score) and score > best["score"]:
+            best = {"score": float(score), "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        msg = (
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f}, val loss {vm['loss']:.4f}, "
+            f"acc {vm['accuracy']:.4f}, {select_on} {score:.4f}, S Se/+P {vm['S_se']:.3f}/{vm['S_ppv']:.3f}, "
+            f"V Se/+P {vm['V_se']:.3f}/{vm['V_ppv']:.3f} ({train_s:.1f} s)"
+        )
+        if cfg.progress:
+            tqdm.write(msg, file=sys.stderr)
+        logger.info(msg)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history_json": json.dumps(history),
+                "best_score": best["score"],
+                "best_epoch": best["epoch"],
+                "best_state": best["state"],
+                "epoch": epoch,
+            },
+            ckpt_path.with_suffix(".tmp"),
+        )
+        os.replace(ckpt_path.with_suffix(".tmp"), ckpt_path)
+        (out_dir / "history.json").write_text(json.dumps({"select_on": select_on, "best_epoch": best["epoch"] + 1, "epochs": history}, indent=1))
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    return model.cpu(), history, hp
+
+
+def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = False) -> Path:
+    """Build the dataset, train, and write weights, ``run.json`` and ``history.json``.
+
+    Returns
+    -------
+    pathlib.Path
+        The weights file.
+    """
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = cfg.threads or max(1, min(4, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    train_recs, test_recs = ds.protocol_records(cfg.protocol)
+    if cfg.train_records is not None:
+        train_recs = tuple(str(r) for r in cfg.train_records)
+    if cfg.test_records is not None:
+        test_recs = tuple(str(r) for r in cfg.test_records)
+    records = list(dict.fromkeys(list(train_recs) + list(test_recs)))
+    t0 = time.perf_counter()
+    data = ds.build_dataset(
+        records, cfg.data_dir, cfg.featurizer, cache=cfg.cache, progress=cfg.progress, duration_s=cfg.duration_s
+    )
+    build_s = time.perf_counter() - t0
+    split = _split(cfg, data)
+    logger.info("%s", split.description)
+    wt, rt, yt, _ = ds.stack(data, split.train)
+    wv, rv, yv, _ = ds.stack(data, split.val)
+    select_on = "macro_f1" if cfg.protocol == "seed" else "aami_nsv_f1"
+    t1 = time.perf_counter()
+    model, history, hp = fit((wt, rt, yt), (wv, rv, yv), cfg, out, select_on=select_on, resume=resume)
+    train_s = time.perf_counter() - t1
+    fz = BeatFeaturizer(360.0, **cfg.featurizer)
+    best_epoch = int(np.argmax([h[f"val_{select_on}"] if np.isfinite(h[f"val_{select_on}"]) else -1 for h in history])) + 1 if history else 0
+    meta = {
+        "architecture": ARCHITECTURE,
+        "hparams": hp,
+        "classes": list(CLASSES),
+        "featurizer": fz.settings(),
+        "rr_names": list(fz.rr_names),
+        "training": {
+            "protocol": cfg.protocol,
+            "train_records": split.records("train"),
+            "val_records": split.records("val"),
+            "test_records": list(test_recs),
+            "split": split.description,
+            "seed": cfg.seed,
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "selected_on": f"val_{select_on}",
+            "version": __version__,
+        },
+    }
+    weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
+    save_weights(weights, model, meta)
+    counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
+    run = {
+        "command": argv if argv is not None else sys.argv,
+        "config": asdict(cfg),
+        "weights": str(weights.resolve()),
+        "weights_bytes": weights.stat().st_size,
+        "split": split.description,
+        "records": {"train": split.records("train"), "val": split.records("val"), "test": list(test_recs)},
+        "class_counts": counts,
+        "timing": {
+            "dataset_s": round(build_s, 2),
+            "train_s": round(train_s, 2),
+            "mean_epoch_s": round(float(np.mean([h["train_s"] for h in history])), 2) if history else None,
+            "threads": torch.get_num_threads(),
+            "device": str(_device(cfg.device)),
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },
+        "best_epoch": best_epoch,
+        "torch": torch.__version__,
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    if weights.parent.resolve() != out.resolve():
+        (weights.parent / (weights.stem + ".run.json")).write_text(json.dumps(run, indent=1, default=str))
+        (weights.parent / (weights.stem + ".history.json")).write_text((out / "history.json").read_text())
+    logger.info("weights written to %s (%d bytes)", weights, weights.stat().st_size)
+    return weights
+
+
+def _split(cfg: TrainConfig, data) -> ds.Split:
+    return ds.make_split(
+        cfg.protocol,
+        data,
+        seed=cfg.seed,
+        val_folds=cfg.val_folds,
+        val_fold=cfg.val_fold,
+        train_records=cfg.train_records,
+        test_records=cfg.test_records,
+    )
