@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 #: Event types written by the monitor.
@@ -38,11 +39,17 @@ class EventWriter:
     Parameters
     ----------
     fp : file object or None
-        Text stream to write to; None discards events (counting them).
+        Text stream to write to; None writes no text (events are still
+        counted and passed to ``sink``).
+    sink : callable, optional
+        Called with each list of events as they are written (the window
+        takes its beat labels and alarms this way). It runs in the thread
+        that writes, so it must be quick (e.g. append to a queue).
     """
 
-    def __init__(self, fp: IO[str] | None) -> None:
+    def __init__(self, fp: IO[str] | None, sink: Callable[[list[dict]], None] | None = None) -> None:
         self.fp = fp
+        self.sink = sink
         self.count = 0
         #: Events written per type; alarms counted as ``"alarm_on"`` / ``"alarm_off"``.
         self.counts: dict[str, int] = {}
@@ -63,6 +70,8 @@ class EventWriter:
             if self.fp is not None:
                 self.fp.write(line + "\n")
                 self.fp.flush()
+        if self.sink is not None:
+            self.sink([event])
 
     def write_many(self, events: list[dict]) -> None:
         """Write several events, flushing once."""
@@ -78,3 +87,5 @@ class EventWriter:
             if self.fp is not None:
                 self.fp.write(lines)
                 self.fp.flush()
+        if self.sink is not None:
+            self.sink(list(events))
