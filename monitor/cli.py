@@ -9,6 +9,9 @@ import sys
 
 from replay import _cli
 from replay.errors import ConfigError
+from replay.keys import add_curve_client_arguments, curve_client_kwargs
+from replay.serial_source import add_serial_arguments, given_serial_arguments, serial_options_from_args
+from replay.sources import parse_source
 
 from .alarms import AlarmConfig
 from .events import EventWriter
@@ -28,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Sources: replay:RECORD (a MIT-BIH name or WFDB path), sim:BPM[,key=value...] "
-            "(simulated ECG), zmq:ENDPOINT (any publisher speaking the protocol). "
+            "(simulated ECG), zmq:ENDPOINT (any publisher speaking the protocol), "
+            "serial:PORT (an AD8232-style sensor; needs --fs). "
             "Example: ecg-monitor --source replay:100 --headless --speed max"
         ),
     )
@@ -60,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one alarm limit, e.g. --alarm hr_high=130 (repeatable)")
     p.add_argument("--idle-exit", type=_cli.positive_seconds, default=None, metavar="S",
                    help="stop after S seconds without any message (default: keep waiting)")
+    add_serial_arguments(p)
+    add_curve_client_arguments(p)
     _cli.add_common_arguments(p)
     return p
 
@@ -91,6 +97,13 @@ def _run(args: argparse.Namespace) -> int:
     channel: str | int | None = args.channel
     if isinstance(channel, str) and channel.lstrip("-").isdigit():
         channel = int(channel)
+    serial = None
+    if any(parse_source(src).kind == "serial" for src in sources):
+        serial = serial_options_from_args(args, chunk_s=args.chunk)
+    elif given_serial_arguments(args):
+        raise ConfigError(
+            f"{', '.join(given_serial_arguments(args))} only apply to serial: sources"
+        )
     alarm_config = (
         AlarmConfig.from_toml(args.alarm_config) if args.alarm_config else AlarmConfig()
     ).with_overrides(args.alarm)
@@ -106,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
         idle_exit_s=args.idle_exit,
         notch_hz=args.notch,
         alarm_config=alarm_config,
+        serial=serial,
+        curve=curve_client_kwargs(args),
     )
     fp, close = _open_events(args.events, args.headless)
     try:

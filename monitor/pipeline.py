@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: Number of recent RR intervals whose median gives the heart rate.
 HR_BEATS = 8
+#: Statuses a source may report in ``source_events`` that become status events.
+SOURCE_STATUSES = ("disconnected", "reconnected", "rate-mismatch", "rate-ok")
 #: Recent messages whose arrival time is remembered (latency of beats).
 _ARRIVALS_KEPT = 256
 #: Largest gap, in seconds, fed to the detector in one block.
@@ -136,6 +138,7 @@ class StreamMonitor:
         self.filtered.reset()
         self.origin: int | None = None
         self.next_index = 0
+        self._alarm_horizon = 0
         self.beats: list[int] = []
         self._rr: deque[float] = deque(maxlen=HR_BEATS)
         self._last_beat: int | None = None
@@ -178,9 +181,21 @@ class StreamMonitor:
             since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
             events.extend(self._state_change(self._state, state, since, in_gap))
             self._state = state
-        horizon = max(self.origin, self.next_index - self._delay_samples)
-        events.extend(self.alarms.process(events, horizon, y, start))
+        events.extend(self.alarms.process(events, self._horizon(), y, start))
         return events
+
+    def _horizon(self) -> int:
+        """Stream index up to which the detector's beats are final, for time-based alarms.
+
+        While the detector learns its thresholds, or the lead is flat or
+        missing, it has no opinion on whether beats happen, so the horizon
+        stays where it was: no asystole or pause is inferred from a stretch
+        the detector could not judge (a hole, a lead-off, a restart).
+        """
+        if self.detector.state in ("learning", "flat", "hole"):
+            return self._alarm_horizon
+        self._alarm_horizon = max(self._alarm_horizon, self.next_index - self._delay_samples)
+        return self._alarm_horizon
 
     def _state_change(self, old: str, new: str, sample: int, in_gap: bool) -> list[dict]:
         """Status events for a detector state change (see docs/events.md)."""
@@ -242,8 +257,7 @@ class StreamMonitor:
         ``no_data`` technical alarm suppresses the physiological alarms.
         """
         ev = self._status(status, self.next_index, **extra)
-        horizon = max(self.origin or 0, self.next_index - self._delay_samples)
-        return [ev] + self.alarms.process([ev], horizon)
+        return [ev] + self.alarms.process([ev], self._alarm_horizon)
 
     # ---------------------------------------------------------------- input
     def handle(self, msg, arrival: float | None = None) -> list[dict]:
@@ -281,6 +295,7 @@ class StreamMonitor:
         if self.origin is None:
             self.origin = msg.start
             self.next_index = msg.start
+            self._alarm_horizon = msg.start
             events.append(
                 self._status(
                     "connected",
@@ -293,6 +308,9 @@ class StreamMonitor:
         if msg.start > self.next_index:
             # the receiver reported the gap; feed the hole so indices stay aligned
             events.extend(self._fill_hole(self.next_index, msg.start, arrival))
+        notes = msg.header.get("source_events")
+        if isinstance(notes, list):
+            events.extend(self._source_events(notes))
         self._arrivals.append((msg.stop, arrival))
         x = np.ascontiguousarray(msg.data[:, self.channel_index], dtype=np.float64)
         if msg.has_nan:
@@ -301,6 +319,23 @@ class StreamMonitor:
                 self._last_hole_end = max(self._last_hole_end, msg.start + int(np.flatnonzero(nan)[-1]))
         events.extend(self._feed(msg.start, x, arrival))
         return events
+
+    def _source_events(self, notes: list) -> list[dict]:
+        """Status events a source reported in its sample headers (``source_events``).
+
+        Serial sources report ``disconnected``, ``reconnected``,
+        ``rate-mismatch`` and ``rate-ok`` this way; their lead-off is already
+        visible as NaN samples and is reported from the signal instead.
+        """
+        out = []
+        for note in notes:
+            if not isinstance(note, dict) or note.get("status") not in SOURCE_STATUSES:
+                continue
+            sample = note.get("sample")
+            sample = sample if isinstance(sample, int) and not isinstance(sample, bool) else self.next_index
+            extra = {k: v for k, v in note.items() if k not in ("status", "sample", "type", "stream", "time")}
+            out.append(self._status(note["status"], sample, source=True, **extra))
+        return out
 
     def _fill_hole(self, start: int, stop: int, arrival: float) -> list[dict]:
         events = []
@@ -335,7 +370,7 @@ class StreamMonitor:
             return []
         self.ended = True
         ev = self._status("end", self.next_index, beats=len(self.beats), interrupted=bool(interrupted))
-        return self.alarms.process([ev], max(self.origin or 0, self.next_index - self._delay_samples)) + [ev]
+        return self.alarms.process([ev], self._alarm_horizon) + [ev]
 
     # ---------------------------------------------------------------- results
     @property

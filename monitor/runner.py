@@ -23,6 +23,7 @@ import zmq
 from replay.errors import ConfigError, SourceError
 from replay.publisher import Publisher, replay
 from replay.receiver import BadMessage, Receiver, Timeout
+from replay.serial_source import SerialOptions, start_serial_publisher, stream_name_for_port
 from replay.sources import SourceSpec, load_source_record, parse_source
 from replay.wire import AnnotationBatch, SampleChunk, check_stream_name
 
@@ -65,6 +66,11 @@ class RunnerConfig:
         Seconds kept in each stream's ring buffers.
     alarm_config : AlarmConfig, optional
         Alarm limits; default the bedside defaults.
+    serial : SerialOptions, optional
+        Settings of ``serial:`` sources (rate, format, calibration).
+    curve : dict
+        CURVE keyword arguments of the receiver (``curve_client_key``,
+        ``curve_server_public``) for encrypted ``zmq:`` sources.
     """
 
     sources: list[str]
@@ -79,6 +85,8 @@ class RunnerConfig:
     notch_hz: float | None = None
     buffer_s: float = 60.0
     alarm_config: AlarmConfig | None = None
+    serial: SerialOptions | None = None
+    curve: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +171,8 @@ class MonitorRunner:
         self.monitors: dict[str, StreamMonitor] = {}
         self._replays: list[_Replay] = []
         self._endpoints: list[str] = []
+        self._serials: list[tuple[str, str, str]] = []
+        self._serial_threads: list = []
         self._remote = False
         names: set[str] = set()
         for text in config.sources:
@@ -182,10 +192,13 @@ class MonitorRunner:
                 self._endpoints.append(spec.argument)
                 self._remote = True
             elif spec.kind == "serial":
-                raise ConfigError(
-                    f"source {spec}: serial sensors are not supported in this version yet; "
-                    "bridge them into ZeroMQ and use zmq:ENDPOINT"
-                )
+                if config.serial is None:
+                    raise ConfigError(f"source {spec}: serial sources need --fs HZ (the sensor's rate)")
+                stream = _unique(stream_name_for_port(spec.argument), names)
+                endpoint = f"inproc://ecg-serial-{next(_inproc_ids)}"
+                self._serials.append((spec.argument, stream, endpoint))
+                self._endpoints.append(endpoint)
+                self._remote = True  # a live sensor ends only on stop or --duration
         for record in records or []:
             # records already in memory (benchmarks, trainer): replayed like replay: sources
             stream = _unique(_stream_name(record.name), names)
@@ -200,7 +213,14 @@ class MonitorRunner:
         lossless = math.isinf(self.config.speed)
         for r in self._replays:
             r.publisher = Publisher(r.endpoint, lossless=lossless, context=self._ctx)
-        self.receiver = Receiver(self._endpoints, context=self._ctx)
+        for port, stream, endpoint in self._serials:
+            # opens the port now: a missing port raises here, in the caller's thread
+            self._serial_threads.append(
+                start_serial_publisher(
+                    port, self.config.serial, endpoint, context=self._ctx, stop=self.stop_event, stream=stream
+                )
+            )
+        self.receiver = Receiver(self._endpoints, context=self._ctx, **self.config.curve)
         for r in self._replays:
 
             def body(r=r):
@@ -256,14 +276,14 @@ class MonitorRunner:
         """
         t0 = time.monotonic()
         cfg = self.config
-        self._start_replays()
-        rx = self.receiver
         no_data_reported = False
         duration_samples: dict[str, int] = {}
         try:
+            self._start_replays()
+            rx = self.receiver
             while not self.stop_event.is_set():
                 batch = rx.poll(0.1)
-                for r in self._replays:
+                for r in [*self._replays, *self._serial_threads]:
                     if r.error is not None:
                         raise r.error
                 if not batch:
@@ -307,15 +327,22 @@ class MonitorRunner:
             for r in self._replays:
                 if r.thread is not None:
                     r.thread.join(timeout=5.0)
+                elif r.publisher is not None:
+                    r.publisher.close(linger_s=0)
+            for th in self._serial_threads:
+                th.join(timeout=5.0)
             for m in self.monitors.values():
                 if not m.ended:
                     self.writer.write_many(m.end(interrupted=True))
             self.summary = self._summarise(time.monotonic() - t0)
-            rx.close()
+            if self.receiver is not None:
+                self.receiver.close()
         return self.summary
 
     def _summarise(self, runtime_s: float) -> RunSummary:
         s = RunSummary(streams=len(self.monitors), runtime_s=runtime_s)
+        if self.receiver is None:
+            return s
         st = self.receiver.stats
         s.bad_messages = st.bad_messages
         s.alarms = self.writer.counts.get("alarm_on", 0)
@@ -354,12 +381,17 @@ def coalesce(batch: list) -> list:
             out.append(chunks[0])
             return
         first = chunks[0]
+        header = first.header
+        notes = [e for c in chunks for e in (c.header.get("source_events") or [])]
+        if notes:
+            header = dict(header, source_events=notes)
         out.append(
             dataclasses.replace(
                 first,
                 data=np.concatenate([c.data for c in chunks]),
                 has_nan=any(c.has_nan for c in chunks),
                 seq=chunks[-1].seq,
+                header=header,
             )
         )
 
