@@ -17,7 +17,20 @@ from typing import IO, Any
 #: Event types written by the monitor.
 EVENT_TYPES = ("beat", "status", "gap", "alarm", "summary")
 #: Values of ``status`` events' ``status`` field.
-STATUSES = ("connected", "lead-off", "lead-on", "noisy", "clean", "no-data", "data", "end")
+STATUSES = (
+    "connected",
+    "lead-off",
+    "lead-on",
+    "noisy",
+    "clean",
+    "no-data",
+    "data",
+    "end",
+    "disconnected",
+    "reconnected",
+    "rate-mismatch",
+    "rate-ok",
+)
 
 
 def _clean(value: Any) -> Any:
