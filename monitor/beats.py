@@ -237,7 +237,10 @@ class BeatFeaturizer:
     beat), ``post_rr_s`` (to the next beat), ``local_rr_s`` and ``long_rr_s``
     (means of the last ``local_beats`` / ``long_beats`` intervals up to and
     including this beat's pre-RR), ``pre_local``, ``pre_long``,
-    ``local_long``, ``post_local`` and ``post_pre``.  An interval spanning a
+    ``local_long``, ``post_local``, ``post_pre`` and ``local_irregularity``
+    (mean absolute difference of successive intervals among the last
+    ``local_beats + 1``, over the local mean: high in atrial fibrillation,
+    where a short interval does not mean a premature beat).  An interval spanning a
     hole (NaN samples) is unknown; unknown intervals are replaced by the
     local average (or ``default_rr_s`` before any).  At :meth:`flush` the
     last beat's post-RR is unknown and replaced the same way.
@@ -252,7 +255,7 @@ class BeatFeaturizer:
     >>> x = np.zeros(3600)
     >>> out = fz.process(x, [360, 648, 936, 1224])
     >>> out.windows.shape, len(fz.rr_names)
-    ((3, 2, 128), 9)
+    ((3, 2, 128), 10)
     """
 
     def __init__(
@@ -296,9 +299,9 @@ class BeatFeaturizer:
         self._keep = round(self.buffer_s * self.fs)
         self.n_channels = 2 if self.template_beats > 0 else 1
         self.rr_names: tuple[str, ...] = (
-            ("pre_rr_s", "post_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long", "post_local", "post_pre")
+            ("pre_rr_s", "post_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long", "post_local", "post_pre", "local_irregularity")
             if self.use_post_rr
-            else ("pre_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long")
+            else ("pre_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long", "local_irregularity")
         )
         logger.debug(
             "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
@@ -316,7 +319,7 @@ class BeatFeaturizer:
         self._started = False
         self._last_beat: int | None = None
         self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
-        self._pending: deque[list] = deque()  # [sample, pre, local, long, post or None]
+        self._pending: deque[list] = deque()  # [sample, pre, local, long, post or None, irregularity]
         self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
         self.beats_in = 0
         self.beats_out = 0
@@ -411,7 +414,9 @@ class BeatFeaturizer:
         hist = list(self._rr_hist)
         local = float(np.mean(hist[-self.local_beats :])) if hist else pre
         long_ = float(np.mean(hist)) if hist else pre
-        self._pending.append([b, min(pre, self.max_rr_s), local, long_, None])
+        recent = hist[-(self.local_beats + 1) :]
+        irregular = float(np.mean(np.abs(np.diff(recent)))) / local if len(recent) > 2 else 0.0
+        self._pending.append([b, min(pre, self.max_rr_s), local, long_, None, irregular])
         self._last_beat = b
         self.beats_in += 1
 
@@ -431,7 +436,7 @@ class BeatFeaturizer:
         rr = np.zeros((k, len(self.rr_names)), np.float32)
         samples = np.zeros(k, np.int64)
         fn = NORMALIZATIONS[self.normalization]
-        for j, (b, pre, local, long_, post) in enumerate(items):
+        for j, (b, pre, local, long_, post, irregular) in enumerate(items):
             w = self._window(b)
             if self.template_beats:
                 tpl = np.median(np.stack(self._templates), axis=0) if self._templates else w
@@ -450,9 +455,9 @@ class BeatFeaturizer:
                 if post is None or post < 0:
                     post = local
                 post = min(post, self.max_rr_s)
-                rr[j] = (pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre)
+                rr[j] = (pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre, irregular)
             else:
-                rr[j] = (pre, local, long_, pre / local, pre / long_, local / long_)
+                rr[j] = (pre, local, long_, pre / local, pre / long_, local / long_, irregular)
             samples[j] = b
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)

@@ -26,13 +26,13 @@ from monitor.resources import asset
 from replay.errors import ConfigError
 
 
-def _meta(n_window=128, in_channels=2, n_rr=9):
+def _meta(n_window=128, in_channels=2):
     from monitor.beats import BeatFeaturizer
 
     fz = BeatFeaturizer(360.0)
     return {
         "architecture": ARCHITECTURE,
-        "hparams": default_hparams(in_channels, n_window, n_rr, len(CLASSES)),
+        "hparams": default_hparams(in_channels, n_window, len(fz.rr_names), len(CLASSES)),
         "classes": list(CLASSES),
         "featurizer": fz.settings(),
         "rr_names": list(fz.rr_names),
@@ -54,7 +54,7 @@ def test_labels_cover_aami():
 def test_forward_shapes_and_size():
     meta = _meta()
     m = build_model(meta).eval()
-    out = m(torch.zeros(4, 2, 128), torch.ones(4, 9))
+    out = m(torch.zeros(4, 2, 128), torch.ones(4, 10))
     assert out.shape == (4, len(CLASSES))
     n_bytes = sum(p.numel() * 4 for p in m.parameters())
     assert n_bytes < 5e6
@@ -70,7 +70,7 @@ def test_save_load_roundtrip(tmp_path):
     assert blob["format"] == "ecg-monitor-classifier"
     m2, meta2 = load_model(path)
     assert meta2["classes"] == list(CLASSES)
-    x, r = torch.randn(3, 2, 128), torch.rand(3, 9) + 0.5
+    x, r = torch.randn(3, 2, 128), torch.rand(3, 10) + 0.5
     with torch.no_grad():
         torch.testing.assert_close(m(x, r), m2(x, r))
     clf = Classifier(m2, meta2, threads=1)
