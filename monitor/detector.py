@@ -62,7 +62,7 @@ from .filters import BandpassFilter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RPeakDetector", "detect_rpeaks", "STATES"]
+__all__ = ["STATES", "RPeakDetector", "detect_rpeaks"]
 
 #: Values of :attr:`RPeakDetector.state`.
 STATES: tuple[str, ...] = ("learning", "ok", "noisy", "flat", "hole")
@@ -94,6 +94,9 @@ class RPeakDetector:
     t_wave_s : float
         A candidate closer than this to the previous beat is checked for
         being a T wave (seconds).
+    t_wave_slope : float
+        Such a candidate is a T wave when its largest slope is below this
+        fraction of the previous beat's largest slope.
     threshold_factor : float
         Detection threshold as a fraction of the way from the noise level
         to the QRS level (0.3125 in OSEA with median levels).
@@ -182,6 +185,7 @@ class RPeakDetector:
         mwi_s: float = 0.1,
         refractory_s: float = 0.2,
         t_wave_s: float = 0.36,
+        t_wave_slope: float = 0.5,
         threshold_factor: float = 0.28,
         searchback_factor: float = 1.4,
         max_rr_s: float = 1.5,
@@ -204,6 +208,7 @@ class RPeakDetector:
         check_range("mwi_s", mwi_s, 0.02, 0.3, unit="s")
         check_range("refractory_s", refractory_s, 0.1, 0.4, unit="s")
         check_range("t_wave_s", t_wave_s, 0.0, 0.6, unit="s")
+        check_range("t_wave_slope", t_wave_slope, 0.0, 1.0)
         check_range("threshold_factor", threshold_factor, 0.05, 0.95)
         check_range("searchback_factor", searchback_factor, 1.0, 3.0)
         check_range("max_rr_s", max_rr_s, 0.5, 3.0, unit="s")
@@ -221,6 +226,7 @@ class RPeakDetector:
         self.mwi_s = float(mwi_s)
         self.refractory_s = float(refractory_s)
         self.t_wave_s = float(t_wave_s)
+        self.t_wave_slope = float(t_wave_slope)
         self.threshold_factor = float(threshold_factor)
         self.searchback_factor = float(searchback_factor)
         self.max_rr_s = float(max_rr_s)
@@ -236,24 +242,24 @@ class RPeakDetector:
 
         # --- conversion to samples, in one place --------------------------
         fs_ = self.fs
-        self._n_mwi = max(1, int(round(self.mwi_s * fs_)))
-        self._n_w = max(1, int(round(self.refractory_s * fs_)))
-        self._n_twave = int(round(self.t_wave_s * fs_))
-        self._n_maxrr = int(round(self.max_rr_s * fs_))
-        self._n_learn = int(round(self.learn_s * fs_))
-        self._n_sb_max = int(round(self.searchback_factor * self.max_rr_s * fs_))
-        self._n_blk = max(1, int(round(1.0 * fs_)))  # background blocks of 1 s
-        self._n_sat = max(2, int(round(self.sat_run_s * fs_)))
-        self._n_flat = max(2, int(round(self.flat_s * fs_)))
-        self._n_guard = int(round(self.hole_guard_s * fs_))
-        self._n_relearn = int(round(self.relearn_after_s * fs_))
-        self._n_fid = max(1, int(round(0.1 * fs_)))  # half-width of the R search window
-        self._n_base = max(2, int(round(0.2 * fs_)))  # half-width of the local-median window
+        self._n_mwi = max(1, round(self.mwi_s * fs_))
+        self._n_w = max(1, round(self.refractory_s * fs_))
+        self._n_twave = round(self.t_wave_s * fs_)
+        self._n_maxrr = round(self.max_rr_s * fs_)
+        self._n_learn = round(self.learn_s * fs_)
+        self._n_sb_max = round(self.searchback_factor * self.max_rr_s * fs_)
+        self._n_blk = max(1, round(1.0 * fs_))  # background blocks of 1 s
+        self._n_sat = max(2, round(self.sat_run_s * fs_))
+        self._n_flat = max(2, round(self.flat_s * fs_))
+        self._n_guard = round(self.hole_guard_s * fs_)
+        self._n_relearn = round(self.relearn_after_s * fs_)
+        self._n_fid = max(1, round(0.1 * fs_))  # half-width of the R search window
+        self._n_base = max(2, round(0.2 * fs_))  # half-width of the local-median window
         self._mwi_b = np.full(self._n_mwi, 1.0 / self._n_mwi)
         probe = BandpassFilter(fs_, self.qrs_low_hz, self.qrs_high_hz, order=2)
         self._bp_delay_s = probe.delay_s
         # lag of the feature peak behind the R wave, in samples
-        self._n_lag = int(round(self._bp_delay_s * fs_ + (self._n_mwi - 1) / 2.0 + 0.5))
+        self._n_lag = round(self._bp_delay_s * fs_ + (self._n_mwi - 1) / 2.0 + 0.5)
         self._floor = self._feature_floor()
         # samples kept before the oldest undecided candidate
         self._n_keep = max(self._n_w, self._n_guard, self._n_mwi, self._n_lag + self._n_fid + self._n_base) + 2
@@ -285,7 +291,7 @@ class RPeakDetector:
         """Feature height of a Gaussian QRS of amplitude ``min_qrs_mv`` (sigma 12 ms)."""
         if self.min_qrs_mv == 0:
             return 0.0
-        n = int(round(1.0 * self.fs))
+        n = round(1.0 * self.fs)
         t = (np.arange(n) - n // 2) / self.fs
         x = self.min_qrs_mv * np.exp(-0.5 * (t / 0.012) ** 2)
         bp = BandpassFilter(self.fs, self.qrs_low_hz, self.qrs_high_hz, order=2)
@@ -366,7 +372,7 @@ class RPeakDetector:
         self._last_qrs = t
         self._last_slope = slope
         self._sb_cands = []
-        self._sb_due = t + int(round(self.searchback_factor * self._rr_mean()))
+        self._sb_due = t + round(self.searchback_factor * self._rr_mean())
         if fid <= self._last_fid:
             fid = self._last_fid + 1
         self._last_fid = fid
@@ -387,7 +393,7 @@ class RPeakDetector:
                 best = c
         if best is None:
             # nothing there: look again one search-back interval later
-            self._sb_due = due + int(round(self.searchback_factor * self._rr_mean()))
+            self._sb_due = due + round(self.searchback_factor * self._rr_mean())
             self._sb_cands = [c for c in self._sb_cands if c[0] > due - self._n_sb_max]
             return
         self._accept(*best)
@@ -397,16 +403,20 @@ class RPeakDetector:
         t, h, slope, fid, base = c
         while self._sb_due is not None and t > self._sb_due:
             self._search_back()
-        ql, nl, thr = self._levels()
+        ql, _, thr = self._levels()
         if base > 0:
             if self._noisy and ql > self.noisy_ratio * 4.0 / 3.0 * base:
                 self._noisy = False
             elif not self._noisy and ql < self.noisy_ratio * base:
                 self._noisy = True
         is_qrs = h > thr and self._beat_ok(h, base)
-        if is_qrs and self._last_qrs is not None and t - self._last_qrs < self._n_twave:
-            if slope < 0.5 * self._last_slope:
-                is_qrs = False
+        if (
+            is_qrs
+            and self._last_qrs is not None
+            and t - self._last_qrs < self._n_twave
+            and slope < self.t_wave_slope * self._last_slope
+        ):
+            is_qrs = False  # T wave: late and with a gentle slope
         if is_qrs:
             self._accept(t, h, slope, fid)
         else:
@@ -666,6 +676,6 @@ def detect_rpeaks(signal_mv: np.ndarray, fs: float, chunk_s: float | None = None
     if chunk_s is None:
         return det.process(x)
     check_range("chunk_s", chunk_s, 0, low_inclusive=False, unit="s")
-    n = max(1, int(round(chunk_s * fs)))
+    n = max(1, round(chunk_s * fs))
     parts = [det.process(x[i : i + n]) for i in range(0, x.size, n)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -445,9 +445,9 @@ def load_record(
     flutter : numpy.ndarray of int64, shape (n, 2)
         Flutter episodes.
     """
-    import wfdb
     from fractions import Fraction
 
+    import wfdb
     from scipy.signal import resample_poly
 
     path = os.path.join(data_dir, record)
@@ -487,7 +487,7 @@ def _detect_gqrs(x: np.ndarray, fs: float, **kw: Any) -> np.ndarray:
 def _detect_neurokit(x: np.ndarray, fs: float, **kw: Any) -> np.ndarray:
     import neurokit2 as nk
 
-    _, info = nk.ecg_peaks(x, sampling_rate=int(round(fs)), **kw)
+    _, info = nk.ecg_peaks(x, sampling_rate=round(fs), **kw)
     return np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
 
 
