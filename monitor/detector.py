@@ -20,7 +20,9 @@ per chunk:
    below half that of the previous QRS is a T wave [1]_.  When no QRS has
    been found for 1.4 mean RR intervals, the largest noise candidate more
    than 360 ms after the last QRS and above half the threshold is taken as a
-   missed beat (search-back) [2]_; the search is repeated every 1.4 RR.
+   missed beat (search-back) [2]_; the search is repeated every 1.4 RR,
+   and when it keeps failing for more than ``2 * max_rr_s`` the QRS level
+   is lowered (``sb_decay``), so a sudden drop in amplitude is followed.
    White noise has no sparse peaks: when the QRS level falls below
    ``noisy_ratio`` times the background level of the feature (median over
    the last 5 s) the stream is declared noisy, and while it is, a beat must
@@ -105,6 +107,10 @@ class RPeakDetector:
     max_rr_s : float
         Mean RR interval used for the search-back is capped at this value,
         in seconds (bounds the search-back delay).
+    sb_decay : float
+        Each search-back that finds nothing more than ``2 * max_rr_s`` after
+        the last beat multiplies the QRS level by this factor, so that the
+        detector recovers from a sudden drop in amplitude.
     snr_min : float
         While the stream is noisy, a QRS peak must be at least this many
         times the background level of the feature signal (median over the
@@ -189,6 +195,7 @@ class RPeakDetector:
         threshold_factor: float = 0.28,
         searchback_factor: float = 1.4,
         max_rr_s: float = 1.5,
+        sb_decay: float = 0.3,
         snr_min: float = 2.4,
         noisy_ratio: float = 2.5,
         min_qrs_mv: float = 0.1,
@@ -212,6 +219,7 @@ class RPeakDetector:
         check_range("threshold_factor", threshold_factor, 0.05, 0.95)
         check_range("searchback_factor", searchback_factor, 1.0, 3.0)
         check_range("max_rr_s", max_rr_s, 0.5, 3.0, unit="s")
+        check_range("sb_decay", sb_decay, 0.1, 1.0)
         check_range("snr_min", snr_min, 0.0, 20.0)
         check_range("noisy_ratio", noisy_ratio, 0.0, 50.0)
         check_range("min_qrs_mv", min_qrs_mv, 0.0, 5.0, unit="mV")
@@ -230,6 +238,7 @@ class RPeakDetector:
         self.threshold_factor = float(threshold_factor)
         self.searchback_factor = float(searchback_factor)
         self.max_rr_s = float(max_rr_s)
+        self.sb_decay = float(sb_decay)
         self.snr_min = float(snr_min)
         self.noisy_ratio = float(noisy_ratio)
         self.min_qrs_mv = float(min_qrs_mv)
@@ -392,7 +401,12 @@ class RPeakDetector:
             if oldest < c[0] <= due and c[1] > lim and self._beat_ok(c[1], c[4]) and (best is None or c[1] > best[1]):
                 best = c
         if best is None:
-            # nothing there: look again one search-back interval later
+            # nothing there: lower the QRS level (the amplitude may have
+            # dropped) and look again one search-back interval later
+            if self.sb_decay < 1.0 and due - self._last_qrs > 2 * self._n_maxrr:
+                lvl = [max(v * self.sb_decay, self._floor) for v in self._qrs_buf]
+                self._qrs_buf.clear()
+                self._qrs_buf.extend(lvl)
             self._sb_due = due + round(self.searchback_factor * self._rr_mean())
             self._sb_cands = [c for c in self._sb_cands if c[0] > due - self._n_sb_max]
             return

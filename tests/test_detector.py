@@ -198,6 +198,19 @@ def test_saturation() -> None:
     assert hit == later.size
 
 
+@pytest.mark.parametrize("factor", [0.2, 5.0])
+def test_amplitude_change_is_followed(factor: float) -> None:
+    x, ref = synth_ecg(60.0, seed=12)
+    a = int(20 * FS)
+    x[a:] *= factor
+    got = detect_rpeaks(x, FS)
+    _, fp = n_matched(ref, got, FS)
+    assert fp == 0
+    later = ref[ref > a + 12 * FS]
+    hit, _ = n_matched(later, got, FS)
+    assert hit == later.size
+
+
 @pytest.mark.parametrize("fs", [128.0, 360.0, 1000.0])
 def test_pure_noise(fs: float) -> None:
     x = np.random.default_rng(11).normal(0.0, 0.2, int(60 * fs))
