@@ -407,10 +407,15 @@ class RPeakDetector:
                 lvl = [max(v * self.sb_decay, self._floor) for v in self._qrs_buf]
                 self._qrs_buf.clear()
                 self._qrs_buf.extend(lvl)
+                nz = [v * self.sb_decay for v in self._noise_buf]
+                self._noise_buf.clear()
+                self._noise_buf.extend(nz)
             self._sb_due = due + round(self.searchback_factor * self._rr_mean())
             self._sb_cands = [c for c in self._sb_cands if c[0] > due - self._n_sb_max]
             return
         self._accept(*best)
+        if best[1] in self._noise_buf:  # it was counted as noise when decided
+            self._noise_buf.remove(best[1])
         self._sb_cands = [c for c in self._sb_cands if c[0] > best[0]]
 
     def _decide(self, c: tuple[int, float, float, int, float]) -> None:
