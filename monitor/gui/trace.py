@@ -57,6 +57,22 @@ def letter_symbol(text: str) -> QtGui.QPainterPath:
     return path
 
 
+def collapse_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep one NaN per run of NaN in ``y`` (the line breaks the same way, drawn far faster).
+
+    pyqtgraph's ``connect="finite"`` path splits the curve at every non-finite
+    point, so a long hole (the sweep's erase bar, a lead-off, the empty part of
+    the first sweep) would cost one sub-path per missing sample.
+    """
+    finite = np.isfinite(y)
+    if finite.all():
+        return x, y
+    keep = finite.copy()
+    keep[1:] |= finite[:-1]  # the first NaN after a finite sample
+    keep[0] = True
+    return x[keep], y[keep]
+
+
 class TraceView(pg.PlotWidget):
     """One stream's ECG trace with beat labels.
 
@@ -111,10 +127,15 @@ class TraceView(pg.PlotWidget):
         for item in (self.grid_minor, self.grid_major):
             item.setZValue(-10)
             pi.addItem(item)
-        width = 1.2 if compact else 1.8
-        self.curve = pi.plot(pen=pg.mkPen(palette.TRACE, width=width), connect="finite", skipFiniteCheck=True)
+        if compact:
+            # tiles: a bare curve with a 1-pixel pen (wide pens take the slow stroker)
+            self.curve = pg.PlotCurveItem(pen=pg.mkPen(palette.TRACE, width=1), connect="finite", skipFiniteCheck=True)
+            pi.addItem(self.curve)
+        else:
+            self.curve = pi.plot(pen=pg.mkPen(palette.TRACE, width=1.8), connect="finite", skipFiniteCheck=True)
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(palette.CURSOR, width=2))
         pi.addItem(self.cursor)
+        self.cursor.setVisible(not compact)
         # every beat label of the view, classifier row and reference row: ONE item
         self.labels = pg.ScatterPlotItem(pxMode=True, size=15, hoverable=False)
         self.labels.setZValue(10)
@@ -124,6 +145,9 @@ class TraceView(pg.PlotWidget):
         self.marks.setZValue(9)
         pi.addItem(self.marks)
         pi.addItem(self.labels)
+        if compact:
+            for item in (self.marks, self.labels, self.grid_minor, self.grid_major):
+                item.setVisible(False)
         self.ref_caption = pg.TextItem("ref", color=palette.DIM, anchor=(0, 0.5))
         self.model_caption = pg.TextItem("model", color=palette.DIM, anchor=(0, 0.5))
         for cap in (self.ref_caption, self.model_caption):
@@ -264,16 +288,17 @@ class TraceView(pg.PlotWidget):
             y[k:e1] = np.nan
             if e1 > n_all:
                 y[: e1 - n_all] = np.nan
-            self.curve.setData(self._x, y, connect="finite", skipFiniteCheck=True)
-            self.cursor.setVisible(True)
-            self.cursor.setPos(k / fs)
+            self.curve.setData(*collapse_gaps(self._x, y), connect="finite", skipFiniteCheck=True)
+            if not self.compact:  # tiles: the erase bar alone shows the sweep
+                self.cursor.setVisible(True)
+                self.cursor.setPos(k / fs)
         else:
             m = data.shape[0]
             x = self._x[:m]
             np.add(self._ar[:m], start, out=x)
             x /= fs
             self._y[:m] = data
-            self.curve.setData(x, self._y[:m], connect="finite", skipFiniteCheck=True)
+            self.curve.setData(*collapse_gaps(x, self._y[:m]), connect="finite", skipFiniteCheck=True)
             self.cursor.setVisible(False)
             t1 = end / fs
             self.plot_item.setXRange(t1 - self.window_s, t1, padding=0)
