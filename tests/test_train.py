@@ -79,3 +79,14 @@ def test_config_file(tmp_path):
         TrainConfig(protocol="inter-patient").validate()
     with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0).validate()
+
+
+def test_ema_and_augmentation_still_learn(tmp_path):
+    cfg = TrainConfig(
+        epochs=3, batch_size=32, lr=3e-3, seed=0, progress=False, threads=1, patience=0,
+        ema_decay=0.9, augment_noise=0.05, augment_shift=3,
+    )  # fmt: skip
+    _, hist, _ = fit(_toy(600, 0), _toy(200, 1), cfg, tmp_path)
+    assert hist[-1]["val_accuracy"] > 0.95
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0).validate()

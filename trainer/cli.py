@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
-    "class_weight_power", "weight_decay",
+    "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift",
 )  # fmt: skip
 
 
@@ -52,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-size", type=int, default=d, help="StepLR period in epochs (default 15)")
     p.add_argument("--gamma", type=float, default=d, help="StepLR factor (default 0.5)")
     p.add_argument("--class-weight-power", type=float, default=d, help="class weights (n/(k n_c))**power (default 1)")
+    p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
+    p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
+    p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
     p.add_argument("--seed", type=int, default=d, help="random seed (default 0)")
     p.add_argument("--patience", type=int, default=d, help="early stopping patience in epochs, 0 = off (default 12)")
     p.add_argument("--val-folds", type=int, default=d, help="patient-wise validation folds of the training records (default 5)")
     p.add_argument("--val-fold", type=int, default=d, help="which fold validates (default 4: keeps the S-richest records 209, 207, 201, 118 for training)")
-    p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: CPU cores, at most 4)")
+    p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: half the CPU cores, 1 to 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d, help="training device (default auto: GPU if present)")
     p.add_argument("--duration", dest="duration_s", type=float, default=d, help="use only the first SECONDS of each record (quick runs)")
     p.add_argument("--cache", default=d, help="dataset cache directory (default: user cache ecg-monitor/datasets)")

@@ -119,7 +119,9 @@ def evaluate(
     matplotlib.use("Agg")
     from monitor.model import Classifier
 
-    clf = Classifier.from_file(weights, threads=threads)
+    from .train import default_threads
+
+    clf = Classifier.from_file(weights, threads=threads or default_threads())
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
