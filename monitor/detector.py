@@ -32,6 +32,15 @@ per chunk:
    +-100 ms of the expected QRS centre, so a downward QRS is marked at its
    negative extremum, as in MIT-BIH reference annotations.
 
+Performance on the 48 MIT-BIH Arrhythmia records, channel 0, EC57 rules
+(150 ms window, detections inside ventricular flutter not counted as false
+positives; :mod:`trainer.ec57`), whole records with default settings:
+gross Se 99.86 %, +P 99.85 % (99.85 / 99.86 % without the first 5 min); the
+worst records are 105 (+P 98.6 %), 228 (+P 98.8 %) and 203 (Se 99.0 %).
+Median |detection - reference| is about 1 sample (3 ms).  Records
+resampled to 128, 250 and 500 Hz score within 0.2 points of 360 Hz.  For
+comparison, WFDB's gqrs is reported at Se 99.72 / +P 99.83 %.
+
 Holes (NaN), clipping at a rail (the same value repeated for ``sat_run_s``)
 and the first samples after them are never detected as beats; the band-pass
 restarts cleanly after them.  After a bad stretch longer than
@@ -148,8 +157,10 @@ class RPeakDetector:
         ``"ok"``
             beats are being detected normally;
         ``"noisy"``
-            the QRS level is not well above the noise level: beats are
-            unreliable (a monitor may emit a "noisy signal" event);
+            the QRS level is not well above the background level of the
+            feature signal (as with white noise or heavy artefact); only
+            clearly dominant peaks are taken as beats (a monitor may emit a
+            "noisy signal" event);
         ``"flat"``
             the signal is flat or clipped at a rail (lead-off);
         ``"hole"``
@@ -272,17 +283,17 @@ class RPeakDetector:
         self._floor = self._feature_floor()
         # samples kept before the oldest undecided candidate
         self._n_keep = max(self._n_w, self._n_guard, self._n_mwi, self._n_lag + self._n_fid + self._n_base) + 2
-        logger.debug(
-            "R-peak detector: band-pass %.3g-%.3g Hz, MWI %.0f ms, refractory %.0f ms, "
-            "decision delay ~ %.0f ms, fs=%g Hz",
-            self.qrs_low_hz,
-            self.qrs_high_hz,
-            self.mwi_s * 1000,
-            self.refractory_s * 1000,
-            self.delay_s * 1000,
-            fs_,
-        )
+        logger.debug("%s", self.describe())
         self.reset()
+
+    def describe(self) -> str:
+        """Return a one-line description of the detector in words."""
+        return (
+            f"Hamilton-Tompkins R-peak detector: band-pass {self.qrs_low_hz:g}-{self.qrs_high_hz:g} Hz, "
+            f"MWI {self.mwi_s * 1000:.0f} ms, refractory {self.refractory_s * 1000:.0f} ms, causal, "
+            f"decision delay ~ {self.delay_s * 1000:.0f} ms (search-back up to {self.max_delay_s:.1f} s), "
+            f"fs={self.fs:g} Hz"
+        )
 
     # ------------------------------------------------------------------
     @property
