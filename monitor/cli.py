@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notch out mains interference at 50 or 60 Hz")
     p.add_argument("--no-data-timeout", type=_cli.positive_seconds, default=5.0, metavar="S",
                    help="report no-data after S seconds of silence (default 5)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="beat classifier weights (default: the shipped assets/model.pt)")
+    p.add_argument("--no-classify", action="store_true",
+                   help="do not classify beats (label '?'); saves the model's CPU time")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads for classification (default 1, so many streams share the cores)")
     p.add_argument("--alarm-config", default=None, metavar="TOML",
                    help="alarm limits file (docs/alarms.md); default: bedside defaults")
     p.add_argument("--alarm", action="append", default=[], metavar="KEY=VALUE",
@@ -121,6 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         alarm_config=alarm_config,
         serial=serial,
         curve=curve_client_kwargs(args),
+        weights=args.weights,
+        classify=not args.no_classify,
+        threads=args.threads,
     )
     fp, close = _open_events(args.events, args.headless)
     try:

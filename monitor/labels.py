@@ -39,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "AAMI_CLASSES",
+    "BEAT_SYMBOLS",
     "CLASSES",
     "CLASS_TO_AAMI",
     "NO_REFERENCE",
@@ -48,6 +49,9 @@ __all__ = [
     "labels_to_aami",
     "symbol_to_label",
 ]
+
+#: MIT-BIH annotation codes that mark a beat (EC57 scores exactly these).
+BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
 
 #: Classes predicted by the model, in output order.
 CLASSES: tuple[str, ...] = ("N", "L", "R", "A", "V", "F", "Q")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +19,12 @@ from replay.errors import ConfigError
 from replay.wire import AnnotationBatch, Control, Gap, SampleChunk
 
 from .alarms import AlarmConfig, AlarmEngine
-from .detector import RPeakDetector
-from .filters import BandpassFilter
+from .beats import BeatFeatures, live_front_end
+from .labels import BEAT_SYMBOLS, CLASS_TO_AAMI, SYMBOL_TO_CLASS
 from .ringbuffer import RingBuffer
+
+if TYPE_CHECKING:
+    from .model import Classifier
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +86,12 @@ class StreamMonitor:
         filter.
     alarm_config : AlarmConfig, optional
         Alarm limits (default: :class:`~monitor.alarms.AlarmConfig` defaults).
+    classifier : Classifier, optional
+        Beat classifier. With one, beat events wait until the beat's window
+        (and RR features) are complete; :meth:`take_ready` hands out the
+        features of such beats, the caller classifies them (batched over
+        streams) and :meth:`label_beats` returns their events. Without one,
+        beat events carry ``label`` ``"?"`` and leave at once.
 
     Attributes
     ----------
@@ -103,6 +113,7 @@ class StreamMonitor:
         buffer_s: float = 60.0,
         notch_hz: float | None = None,
         alarm_config: AlarmConfig | None = None,
+        classifier: Classifier | None = None,
     ) -> None:
         self.stream = stream
         self.fs = float(fs)
@@ -112,9 +123,9 @@ class StreamMonitor:
         if not 30.0 <= buffer_s <= 3600.0:
             raise ConfigError(f"buffer_s must be 30 to 3600 s, got {buffer_s} s")
         self.buffer_s = float(buffer_s)
-        high = min(40.0, 0.45 * self.fs)
-        self.filter = BandpassFilter(self.fs, 0.5, high, notch_hz=notch_hz)
-        self.detector = RPeakDetector(self.fs)
+        self.filter, self.detector = live_front_end(self.fs, notch_hz)
+        self.classifier = classifier
+        self.featurizer = None if classifier is None else classifier.make_featurizer(self.fs)
         self.raw = RingBuffer(self.fs, buffer_s)
         self.filtered = RingBuffer(self.fs, buffer_s)
         self.alarms = AlarmEngine(self.fs, stream, alarm_config or AlarmConfig())
@@ -134,6 +145,15 @@ class StreamMonitor:
         self.filter.reset()
         self.detector.reset()
         self.alarms.reset()
+        if self.featurizer is not None:
+            self.featurizer.reset()
+        # beats detected but not yet classified: sample -> partial beat event
+        self._unlabelled: dict[int, dict] = {}
+        self._ready: list[BeatFeatures] = []
+        self._end_event: dict | None = None
+        self._ref_beats: deque[tuple[int, str]] = deque()
+        #: Live confusion of replayed annotated records: ref AAMI class -> predicted AAMI -> count.
+        self.confusion: dict[str, dict[str, int]] = {}
         self.raw.reset()
         self.filtered.reset()
         self.origin: int | None = None
@@ -150,6 +170,7 @@ class StreamMonitor:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=_ARRIVALS_KEPT)
         self.ref_sample: list[int] = []
         self.ref_symbol: list[str] = []
+        self._ref_next = 0
         self.ended = False
         self.gaps = 0
         self.missing_samples = 0
@@ -176,6 +197,10 @@ class StreamMonitor:
         self.next_index = start + x.shape[0]
         if peaks.size:
             events.extend(self._beats(peaks + self.origin, arrival))
+        if self.featurizer is not None:
+            ready = self.featurizer.process(y, peaks + self.origin, start)
+            if len(ready):
+                self._ready.append(ready)
         state = self.detector.state
         if state != self._state:
             since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
@@ -194,7 +219,11 @@ class StreamMonitor:
         """
         if self.detector.state in ("learning", "flat", "hole"):
             return self._alarm_horizon
-        self._alarm_horizon = max(self._alarm_horizon, self.next_index - self._delay_samples)
+        horizon = self.next_index - self._delay_samples
+        if self._unlabelled:
+            # beats waiting for their label are not given to the alarms yet
+            horizon = min(horizon, next(iter(self._unlabelled)) - 1)
+        self._alarm_horizon = max(self._alarm_horizon, horizon)
         return self._alarm_horizon
 
     def _state_change(self, old: str, new: str, sample: int, in_gap: bool) -> list[dict]:
@@ -248,7 +277,96 @@ class StreamMonitor:
                     "latency": round(now - self._arrival_of(p, arrival), 6),
                 }
             )
+        if self.featurizer is None:
+            return out
+        for ev in out:
+            ev["_arrival"] = self._arrival_of(ev["sample"], arrival)
+            self._unlabelled[ev["sample"]] = ev
+        return []
+
+    # ---------------------------------------------------------------- classification
+    def take_ready(self) -> BeatFeatures | None:
+        """Features of the beats ready to classify (None when there are none)."""
+        if not self._ready:
+            return None
+        f = self.featurizer
+        ready = BeatFeatures.concatenate(self._ready, f.n_channels, f.n_window, len(f.rr_names))
+        self._ready = []
+        return ready
+
+    def label_beats(self, features: BeatFeatures, probs: np.ndarray) -> list[dict]:
+        """Beat events (and the alarms they cause) of classified beats.
+
+        Parameters
+        ----------
+        features : BeatFeatures
+            What :meth:`take_ready` returned.
+        probs : numpy.ndarray, shape (len(features), n_classes)
+            Class probabilities from the classifier, in its class order.
+
+        Returns
+        -------
+        list of dict
+            ``beat`` events with ``label``, ``aami``, ``prob`` (and ``ref`` on
+            annotated replays), then alarm events.
+        """
+        classes = self.classifier.classes
+        aami = self.classifier.aami
+        best = probs.argmax(axis=1)
+        now = time.monotonic()
+        out = []
+        for i, sample in enumerate(features.sample.tolist()):
+            ev = self._unlabelled.pop(int(sample), None)
+            if ev is None:
+                continue
+            k = int(best[i])
+            ev["label"] = classes[k]
+            ev["aami"] = aami[k]
+            ev["prob"] = {c: round(float(p), 4) for c, p in zip(classes, probs[i])}
+            if self.ref_sample:
+                ref = self._match_ref(int(sample))
+                ev["ref"] = ref
+                ref_aami = CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-"
+                row = self.confusion.setdefault(ref_aami, {})
+                row[aami[k]] = row.get(aami[k], 0) + 1
+            ev["latency"] = round(now - ev.pop("_arrival"), 6)
+            out.append(ev)
+        out.extend(self.alarms.process(out, self._horizon()))
         return out
+
+    def _match_ref(self, sample: int) -> str | None:
+        """The reference beat symbol within 150 ms of ``sample`` (nearest), if any."""
+        while self._ref_next < len(self.ref_sample):
+            i = self._ref_next
+            if self.ref_symbol[i] in BEAT_SYMBOLS:
+                self._ref_beats.append((self.ref_sample[i], self.ref_symbol[i]))
+            self._ref_next += 1
+        tol = 0.15 * self.fs
+        while self._ref_beats and self._ref_beats[0][0] < sample - tol:
+            self._ref_beats.popleft()
+        best = None
+        for s, sym in self._ref_beats:
+            if s > sample + tol:
+                break
+            if best is None or abs(s - sample) < abs(best[0] - sample):
+                best = (s, sym)
+        if best is None:
+            return None
+        self._ref_beats.remove(best)
+        return best[1]
+
+    @property
+    def end_pending(self) -> bool:
+        """The stream ended and its end event waits for the last labels."""
+        return self._end_event is not None
+
+    def finish_end(self) -> list[dict]:
+        """The end status (after the last labelled beats), once."""
+        ev, self._end_event = self._end_event, None
+        if ev is None:
+            return []
+        ev["beats"] = len(self.beats)
+        return self.alarms.process([ev], self._alarm_horizon) + [ev]
 
     def external_status(self, status: str, **extra) -> list[dict]:
         """A status found outside the signal (``no-data``, ``data``); returns its events.
@@ -369,8 +487,13 @@ class StreamMonitor:
         if self.ended:
             return []
         self.ended = True
-        ev = self._status("end", self.next_index, beats=len(self.beats), interrupted=bool(interrupted))
-        return self.alarms.process([ev], self._alarm_horizon) + [ev]
+        self._end_event = self._status("end", self.next_index, beats=len(self.beats), interrupted=bool(interrupted))
+        if self.featurizer is not None:
+            rest = self.featurizer.flush()
+            if len(rest):
+                self._ready.append(rest)
+            return []  # the caller classifies what is ready, then calls finish_end()
+        return self.finish_end()
 
     # ---------------------------------------------------------------- results
     @property

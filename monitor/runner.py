@@ -71,6 +71,12 @@ class RunnerConfig:
     curve : dict
         CURVE keyword arguments of the receiver (``curve_client_key``,
         ``curve_server_public``) for encrypted ``zmq:`` sources.
+    weights : str, optional
+        Model weights file; default the shipped ``assets/model.pt``.
+    classify : bool
+        Classify beats (False: every beat is labelled ``"?"``).
+    threads : int
+        Torch threads for classification (1 lets many streams share the cores).
     """
 
     sources: list[str]
@@ -87,6 +93,9 @@ class RunnerConfig:
     alarm_config: AlarmConfig | None = None
     serial: SerialOptions | None = None
     curve: dict = field(default_factory=dict)
+    weights: str | None = None
+    classify: bool = True
+    threads: int = 1
 
 
 @dataclass
@@ -207,6 +216,7 @@ class MonitorRunner:
             self._endpoints.append(endpoint)
         self.summary = RunSummary()
         self.receiver: Receiver | None = None
+        self.classifier = load_classifier(config.weights, threads=config.threads) if config.classify else None
 
     # ------------------------------------------------------------ lifecycle
     def _start_replays(self) -> None:
@@ -254,9 +264,27 @@ class MonitorRunner:
                 buffer_s=self.config.buffer_s,
                 notch_hz=self.config.notch_hz,
                 alarm_config=self.config.alarm_config,
+                classifier=self.classifier,
             )
             self.monitors[msg.stream] = mon
         return mon
+
+    def _classify(self) -> None:
+        """Classify every beat ready in any stream in one batch; write their events."""
+        if self.classifier is not None:
+            ready = [(m, m.take_ready()) for m in self.monitors.values()]
+            ready = [(m, f) for m, f in ready if f is not None]
+            if ready:
+                windows = np.concatenate([f.windows for _, f in ready])
+                rr = np.concatenate([f.rr for _, f in ready])
+                probs = self.classifier.predict_proba(windows, rr)
+                i = 0
+                for m, f in ready:
+                    self.writer.write_many(m.label_beats(f, probs[i : i + len(f)]))
+                    i += len(f)
+        for m in self.monitors.values():
+            if m.end_pending:
+                self.writer.write_many(m.finish_end())
 
     def _all_ended(self) -> bool:
         """True when every replayed stream ended and, for zmq sources, every stream seen."""
@@ -316,10 +344,12 @@ class MonitorRunner:
                         )
                         if ev.start >= limit:
                             self.writer.write_many(mon.end())
+                            self._classify()
                             continue
                     events = mon.handle(ev, arrival)
                     if events:
                         self.writer.write_many(events)
+                self._classify()
                 if self._all_ended():
                     break
         finally:
@@ -334,6 +364,7 @@ class MonitorRunner:
             for m in self.monitors.values():
                 if not m.ended:
                     self.writer.write_many(m.end(interrupted=True))
+            self._classify()
             self.summary = self._summarise(time.monotonic() - t0)
             if self.receiver is not None:
                 self.receiver.close()
@@ -353,6 +384,7 @@ class MonitorRunner:
             s.missing_samples += m.missing_samples
             s.signal_s += m.samples_seen / m.fs
             s.per_stream[name] = {
+                **({"confusion": m.confusion} if m.confusion else {}),
                 "beats": len(m.beats),
                 "gaps": m.gaps,
                 "missing_samples": m.missing_samples,
@@ -361,30 +393,54 @@ class MonitorRunner:
         return s
 
 
+def load_classifier(weights: str | None, threads: int = 1):
+    """Load the beat classifier: ``weights`` or the shipped default.
+
+    Returns None (beats are labelled ``"?"``, with a warning) when no weights
+    are given and none are shipped. A given file that is missing or malformed
+    raises :class:`ConfigError` (from :func:`monitor.model.load_model`).
+    """
+    from .model import Classifier
+    from .resources import asset
+
+    path = weights
+    if path is None:
+        default = asset("model.pt")
+        if not default.exists():
+            logger.warning("no model weights shipped (%s); beats are labelled '?'", default)
+            return None
+        path = str(default)
+    return Classifier.from_file(path, threads=threads)
+
+
 def coalesce(batch: list) -> list:
     """Merge runs of contiguous sample chunks of a stream within one received batch.
 
     Filter and detector give the same result whatever the chunking, so a
     monitor that fell behind (or runs at ``--speed max``) processes what is
     queued as one block instead of message by message. Annotations do not
-    interrupt a run (they only feed the reference list); gaps and control
-    messages do, so the order of events is kept.
+    interrupt a run: they follow the merged samples they came after. Gaps
+    and control messages end a run, so the order of events is kept.
     """
     out: list = []
     run: dict[str, list[SampleChunk]] = {}
+    held: dict[str, list[AnnotationBatch]] = {}
 
     def flush(stream: str) -> None:
         chunks = run.pop(stream, None)
+        notes = held.pop(stream, [])
         if not chunks:
+            out.extend(notes)
             return
         if len(chunks) == 1:
             out.append(chunks[0])
+            out.extend(notes)
             return
         first = chunks[0]
         header = first.header
-        notes = [e for c in chunks for e in (c.header.get("source_events") or [])]
-        if notes:
-            header = dict(header, source_events=notes)
+        source_events = [e for c in chunks for e in (c.header.get("source_events") or [])]
+        if source_events:
+            header = dict(header, source_events=source_events)
         out.append(
             dataclasses.replace(
                 first,
@@ -394,6 +450,7 @@ def coalesce(batch: list) -> list:
                 header=header,
             )
         )
+        out.extend(notes)
 
     for ev in batch:
         if isinstance(ev, SampleChunk):
@@ -404,7 +461,10 @@ def coalesce(batch: list) -> list:
                 flush(ev.stream)
             run.setdefault(ev.stream, []).append(ev)
         elif isinstance(ev, AnnotationBatch):
-            out.append(ev)
+            if ev.stream in run:
+                held.setdefault(ev.stream, []).append(ev)  # after the samples they annotate
+            else:
+                out.append(ev)
         else:
             stream = getattr(ev, "stream", None)
             if stream is not None:

@@ -1,0 +1,84 @@
+"""Live classification in the monitor: labelled beat events, batching across streams, ref, confusion."""
+
+import json
+
+import numpy as np
+import pytest
+
+from monitor.beats import BeatFeaturizer
+from monitor.events import EventWriter
+from monitor.labels import CLASS_TO_AAMI, CLASSES
+from monitor.model import ARCHITECTURE, build_model, default_hparams, save_weights
+from monitor.runner import MonitorRunner, RunnerConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """An untrained model with the current featurizer's inputs (shapes are what matters here)."""
+    import torch
+
+    torch.manual_seed(0)
+    fz = BeatFeaturizer(360.0, use_post_rr=False)
+    hp = default_hparams(fz.n_channels, fz.n_window, len(fz.rr_names), len(CLASSES))
+    meta = {
+        "architecture": ARCHITECTURE,
+        "hparams": hp,
+        "classes": list(CLASSES),
+        "featurizer": fz.settings(),
+        "rr_names": list(fz.rr_names),
+    }
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    save_weights(path, build_model(meta), meta)
+    return str(path)
+
+
+def run(config, **kw):
+    events = []
+    runner = MonitorRunner(config, EventWriter(None, events.extend), **kw)
+    summary = runner.run()
+    return events, summary
+
+
+def test_replayed_record_beats_are_labelled_with_ref_and_confusion(mitdb, tiny_weights):
+    events, summary = run(
+        RunnerConfig(sources=["replay:208"], speed=float("inf"), data_dir=str(mitdb), duration_s=60,
+                     weights=tiny_weights)
+    )
+    beats = [e for e in events if e["type"] == "beat"]
+    assert len(beats) > 60
+    for b in beats:
+        assert b["label"] in CLASSES
+        assert b["aami"] == CLASS_TO_AAMI[b["label"]]
+        assert set(b["prob"]) == set(CLASSES)
+        assert sum(b["prob"].values()) == pytest.approx(1.0, abs=1e-2)
+        assert b["latency"] >= 0
+        assert "ref" in b
+    refs = [b["ref"] for b in beats]
+    assert refs.count("V") > 5 and refs.count("N") > 30  # 208 has many PVCs
+    assert [b["sample"] for b in beats] == sorted(b["sample"] for b in beats)
+    conf = summary.per_stream["208"]["confusion"]
+    assert sum(sum(r.values()) for r in conf.values()) == len(beats)
+    json.dumps(events)  # every event is JSON-able
+    # the end status comes after the last labelled beat
+    end = [i for i, e in enumerate(events) if e.get("status") == "end"][0]
+    assert end > max(i for i, e in enumerate(events) if e["type"] == "beat")
+
+
+def test_many_streams_are_batched_and_equal_to_single_runs(tiny_weights):
+    cfg = dict(speed=float("inf"), weights=tiny_weights)
+    both, _ = run(RunnerConfig(sources=["sim:70,duration=40,seed=1", "sim:95,duration=40,seed=2,ectopic=0.2"], **cfg))
+    one, _ = run(RunnerConfig(sources=["sim:95,duration=40,seed=2,ectopic=0.2"], **cfg))
+    pick = lambda evs, s: [(e["sample"], e["label"]) for e in evs if e["type"] == "beat" and e["stream"] == s]  # noqa: E731
+    assert pick(both, "sim95") == pick(one, "sim95")
+    assert len(pick(both, "sim70")) == pytest.approx(47, abs=4)
+
+
+def test_no_classify_labels_question_marks_and_bad_weights_error(tmp_path):
+    events, _ = run(RunnerConfig(sources=["sim:60,duration=20"], speed=float("inf"), classify=False))
+    assert {e["label"] for e in events if e["type"] == "beat"} == {"?"}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    from replay.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bad.pt"):
+        run(RunnerConfig(sources=["sim:60,duration=5"], weights=str(bad)))
