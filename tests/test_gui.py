@@ -68,9 +68,17 @@ def window(qtbot):
     feed = Feed()
     runner = FakeRunner(feed)
     win = MonitorWindow(runner, feed, frame_ms=1000)
-    qtbot.addWidget(win)
     win.show()
-    return win, runner, feed
+    yield win, runner, feed
+    _dispose(win)
+
+
+def _dispose(win) -> None:
+    """Delete a window's C++ side now (a late garbage collection can crash pyqtgraph)."""
+    win.timer.stop()
+    win.close()
+    win.deleteLater()
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
 
 
 def test_window_builds(window):
@@ -89,7 +97,6 @@ def test_replay_reaches_the_window_and_beats_are_labelled(qtbot, mitdb):
     config = RunnerConfig(sources=["replay:100"], speed=50.0, data_dir=str(mitdb), duration_s=12.0)
     runner = MonitorRunner(config, EventWriter(None, sink=feed.sink))
     win = MonitorWindow(runner, feed, frame_ms=1000)
-    qtbot.addWidget(win)
     win.show()
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
@@ -109,6 +116,7 @@ def test_replay_reaches_the_window_and_beats_are_labelled(qtbot, mitdb):
     x, y = win.trace.curve.getData()
     assert x is not None and np.isfinite(y).sum() > 3000
     assert "Source: replay:100" in win.status_labels["source"].text()
+    _dispose(win)
 
 
 def test_vt_raises_the_red_banner_and_silence_stops_flashing(window, monkeypatch):

@@ -110,7 +110,7 @@ def _measure(n_streams: int, args: argparse.Namespace, app) -> dict:
                  grid=win.grid_mode)  # fmt: skip
     win.close()
     win.deleteLater()
-    app.processEvents()
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
     return stats
 
 

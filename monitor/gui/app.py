@@ -47,6 +47,8 @@ def load_classifier(args: argparse.Namespace, runner: MonitorRunner | None = Non
     Returns None when none is available (the inspector then shows no saliency).
     """
     if runner is not None:
+        if getattr(runner, "classifier", None) is not None:
+            return runner.classifier
         for mon in list(runner.monitors.values()):
             clf = getattr(mon, "classifier", None)
             if clf is not None:
@@ -119,7 +121,7 @@ def run_window(config: RunnerConfig, args: argparse.Namespace) -> int:
     runner = MonitorRunner(config, writer)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("ecg-monitor")
-    win = MonitorWindow(runner, feed, classifier=load_classifier(args), sources=config.sources,
+    win = MonitorWindow(runner, feed, classifier=load_classifier(args, runner), sources=config.sources,
                         frame_ms=int(getattr(args, "frame_ms", 0) or 30))  # fmt: skip
     errors: list[BaseException] = []
 
@@ -173,6 +175,10 @@ def run_window(config: RunnerConfig, args: argparse.Namespace) -> int:
         thread.join(timeout=10.0)
         win.timer.stop()
         win.close()
+        # delete the window's C++ side now, not whenever Python collects the wrapper
+        # (a late collection can delete pyqtgraph items under another window's paint)
+        win.deleteLater()
+        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
         if close:
             fp.close()
     if errors:

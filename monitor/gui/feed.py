@@ -32,10 +32,10 @@ MATCH_S = 0.15
 
 #: Quality shown for each status (status -> (text, severity 0 good .. 2 bad)).
 _QUALITY = {
-    "connected": ("Signal OK", 0),
-    "lead-on": ("Signal OK", 0),
-    "clean": ("Signal OK", 0),
-    "data": ("Signal OK", 0),
+    "connected": ("OK", 0),
+    "lead-on": ("OK", 0),
+    "clean": ("OK", 0),
+    "data": ("OK", 0),
     "noisy": ("NOISY SIGNAL", 1),
     "lead-off": ("LEADS OFF", 2),
     "no-data": ("NO DATA", 2),

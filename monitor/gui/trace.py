@@ -37,6 +37,25 @@ ERASE_S = 0.3
 MODES = ("sweep", "scroll")
 
 _glyphs: dict[str, QtGui.QPainterPath] = {}
+_brushes: dict[str, QtGui.QBrush] = {}
+_pens: dict[str, QtGui.QPen] = {}
+
+
+def _brush(colour: str) -> QtGui.QBrush:
+    """One shared brush per colour: the scatter's symbol atlas keys on the brush object."""
+    b = _brushes.get(colour)
+    if b is None:
+        b = _brushes[colour] = pg.mkBrush(colour)
+    return b
+
+
+def _pen(colour: str | None, width: float = 1.0) -> QtGui.QPen:
+    """One shared pen per (colour, width) (see :func:`_brush`)."""
+    key = f"{colour}/{width}"
+    p = _pens.get(key)
+    if p is None:
+        p = _pens[key] = pg.mkPen(colour, width=width) if colour else pg.mkPen(None)
+    return p
 
 
 def letter_symbol(text: str) -> QtGui.QPainterPath:
@@ -148,9 +167,13 @@ class TraceView(pg.PlotWidget):
         if compact:
             for item in (self.marks, self.labels, self.grid_minor, self.grid_major):
                 item.setVisible(False)
-        self.ref_caption = pg.TextItem("ref", color=palette.DIM, anchor=(0, 0.5))
-        self.model_caption = pg.TextItem("model", color=palette.DIM, anchor=(0, 0.5))
+        # row captions, small, above the rows' left end (clear of the letters)
+        self.ref_caption = pg.TextItem("reference", color=palette.DIM, anchor=(0, 1.25))
+        self.model_caption = pg.TextItem("classifier", color=palette.DIM, anchor=(0, 1.25))
+        small = QtGui.QFont()
+        small.setPointSize(7)
         for cap in (self.ref_caption, self.model_caption):
+            cap.setFont(small)
             cap.setZValue(10)
             pi.addItem(cap)
             cap.setVisible(False)
@@ -361,16 +384,17 @@ class TraceView(pg.PlotWidget):
         tol = int(MATCH_S * self.fs)
         xs, ys, syms, brushes, pens, data = [], [], [], [], [], []
         mark_x = []
-        no_pen = pg.mkPen(None)
-        red_pen = pg.mkPen(palette.DISAGREE, width=1.2)
+        no_pen = _pen(None)
+        red_pen = _pen(palette.DISAGREE, 1.2)
         bx = self._x_of(np.asarray([b.sample for b in beats], dtype=np.int64)) if beats else []
         for b, x in zip(beats, bx):
-            ref = b.ref if b.ref is not None else match_reference(b.sample, ref_s, ref_sym, tol)
-            wrong = ref is not None and b.label != "?" and palette.aami_of(ref) != b.aami
+            ref = b.ref or match_reference(b.sample, ref_s, ref_sym, tol)
+            ref_aami = palette.aami_of(ref)
+            wrong = ref_aami != "?" and b.label != "?" and ref_aami != b.aami
             xs.append(x)
             ys.append(row)
             syms.append(letter_symbol(b.label))
-            brushes.append(pg.mkBrush(palette.AAMI_COLOURS.get(b.aami, palette.AAMI_COLOURS["?"])))
+            brushes.append(_brush(palette.AAMI_COLOURS.get(b.aami, palette.AAMI_COLOURS["?"])))
             pens.append(red_pen if wrong else no_pen)
             data.append(b.sample)
             if wrong:
@@ -381,7 +405,7 @@ class TraceView(pg.PlotWidget):
                 xs.append(x)
                 ys.append(ref_row)
                 syms.append(letter_symbol(sym))
-                brushes.append(pg.mkBrush(palette.AAMI_COLOURS[palette.aami_of(sym)]))
+                brushes.append(_brush(palette.AAMI_COLOURS[palette.aami_of(sym)]))
                 pens.append(no_pen)
                 data.append(-1)
         self.labels.setData(x=xs, y=ys, symbol=syms, brush=brushes, pen=pens, data=data, size=15)
