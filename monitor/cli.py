@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from replay import _cli
@@ -26,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ecg-monitor",
         description=(
             "Real-time ECG arrhythmia monitor. Receives ECG over ZeroMQ (docs/protocol.md), "
-            "filters it causally, detects R-peaks online and writes one JSON event per line "
+            "filters it causally, detects R-peaks online, classifies every beat and raises "
+            "alarms; shows them in a window, or with --headless writes one JSON event per line "
             "(docs/events.md)."
         ),
         epilog=(
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no window: write events as JSON lines (to --events, default stdout)")
     p.add_argument("--speed", type=_cli.parse_speed, default=1.0,
                    help="replay speed: 1 = real time, N = N times, max = as fast as possible")
+    p.add_argument("--screenshot", default=None, metavar="FILE.png",
+                   help="window mode: play --duration seconds (at --speed), save the window as a PNG, exit")
     p.add_argument("--events", default=None, metavar="FILE|-",
                    help="write events to FILE ('-' = stdout; default stdout when headless)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -89,17 +91,6 @@ def _open_events(path: str | None, headless: bool):
 
 def _run(args: argparse.Namespace) -> int:
     sources = args.source or ["replay:100"]
-    if not args.headless:
-        if sys.platform.startswith("linux") and not (
-            os.environ.get("DISPLAY")
-            or os.environ.get("WAYLAND_DISPLAY")
-            or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal")
-        ):
-            raise ConfigError("no display found (DISPLAY is not set); run with --headless")
-        raise ConfigError(
-            "the monitor window is not part of this version yet; run with --headless "
-            "to get the events as JSON lines"
-        )
     channel: str | int | None = args.channel
     if isinstance(channel, str) and channel.lstrip("-").isdigit():
         channel = int(channel)
@@ -131,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         classify=not args.no_classify,
         threads=args.threads,
     )
+    if not args.headless:
+        from .gui.app import run_window
+
+        return run_window(config, args)
     fp, close = _open_events(args.events, args.headless)
     try:
         writer = EventWriter(fp)

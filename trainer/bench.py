@@ -33,6 +33,7 @@ from replay.errors import ConfigError
 
 from . import ec57
 from .alarm_eval import add_alarms_arguments
+from .bench_gui import add_gui_arguments, main_gui
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference detectors to score too: gqrs,neurokit (default) or none")
     d.add_argument("--jobs", type=int, default=2, help="processes for the reference detectors")
     d.set_defaults(func=bench_detect)
+    g = sub.add_parser("gui", help="window smoothness: frame-time distribution for 1 and 16 streams")
+    add_gui_arguments(g)
+    g.set_defaults(func=main_gui)
     a = sub.add_parser("alarms", help="alarm engine vs MIT-BIH rhythm annotations (episode Se, delay, FA/h)")
     add_alarms_arguments(a)
     return p
