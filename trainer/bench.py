@@ -8,6 +8,11 @@ Subcommands
 ``ecg-bench alarms``
     Score the alarm engine against the MIT-BIH rhythm annotations
     (:mod:`trainer.alarm_eval`).
+``ecg-bench streams``
+    Largest number of real-time streams one monitor process sustains
+    (:mod:`trainer.bench_streams`).
+``ecg-bench gui``
+    Frame-time distribution of the window (:mod:`trainer.bench_gui`).
 ``ecg-bench detect``
     Run the monitor's live path (replay -> ZeroMQ -> receiver -> filter ->
     online detector, the monitor's own code) over MIT-BIH records, score it
@@ -34,6 +39,7 @@ from replay.errors import ConfigError
 from . import ec57
 from .alarm_eval import add_alarms_arguments
 from .bench_gui import add_gui_arguments, main_gui
+from .bench_streams import add_streams_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +124,9 @@ def live_detect(record_name: str, data_dir: str | None, channel=0, fs_target: fl
     record = load_record(record_name, data_dir, channels=[channel])
     if fs_target is not None and float(fs_target) != record.fs:
         record = resample_record(record, fs_target)
-    runner = MonitorRunner(RunnerConfig(sources=[], speed=math.inf), EventWriter(None), records=[record])
+    runner = MonitorRunner(
+        RunnerConfig(sources=[], speed=math.inf, classify=False), EventWriter(None), records=[record]
+    )
     t0 = time.perf_counter()
     runner.run()
     seconds = time.perf_counter() - t0
@@ -243,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gui", help="window smoothness: frame-time distribution for 1 and 16 streams")
     add_gui_arguments(g)
     g.set_defaults(func=main_gui)
+    st = sub.add_parser("streams", help="largest number of real-time streams one monitor process sustains")
+    add_streams_arguments(st)
     a = sub.add_parser("alarms", help="alarm engine vs MIT-BIH rhythm annotations (episode Se, delay, FA/h)")
     add_alarms_arguments(a)
     return p
