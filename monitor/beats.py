@@ -470,7 +470,12 @@ class BeatFeaturizer:
                 if self.end < item[0] + self._hi:
                     break
                 if self.use_post_rr and item[4] is None:
-                    break
+                    if self.end <= item[0] + self.max_rr_s * self.fs:
+                        break
+                    # no next beat within max_rr_s: the post-RR feature is clipped to
+                    # max_rr_s anyway, so release the beat now (a monitor must not wait
+                    # forever for the beat after the last one before an asystole)
+                    item[4] = -1.0 if self._hole_between(item[0], self.end) else self.max_rr_s
             out.append(self._pending.popleft())
         return self._emit(out)
 
