@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import io
 import logging
@@ -632,3 +633,38 @@ def load_record(
         "no" if ann is None else len(ann),
     )
     return out
+
+
+def resample_record(record: Record, fs: float) -> Record:
+    """Return ``record`` resampled to ``fs`` Hz, its annotations moved to the new rate.
+
+    Polyphase resampling (:func:`scipy.signal.resample_poly`, ratio as a
+    fraction with denominator at most 1000); annotation samples are scaled
+    and rounded.
+
+    Parameters
+    ----------
+    record : Record
+        The record.
+    fs : float
+        New sampling rate in Hz.
+
+    Returns
+    -------
+    Record
+        A new record (the same one when ``fs`` equals its rate).
+    """
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    fs = float(check_range("fs", fs, 1.0, 100_000.0, unit="Hz"))
+    if fs == record.fs:
+        return record
+    frac = Fraction(fs / record.fs).limit_denominator(1000)
+    sig = resample_poly(record.signal.astype(np.float64), frac.numerator, frac.denominator, axis=0)
+    ann = record.annotations
+    if ann is not None:
+        scale = fs / record.fs
+        ann = dataclasses.replace(ann, sample=np.round(ann.sample * scale).astype(np.int64))
+    return dataclasses.replace(record, fs=fs, signal=sig.astype(np.float32), annotations=ann)

@@ -119,7 +119,7 @@ def live_detect(record_name: str, data_dir: str | None, channel=0, fs_target: fl
     """
     from monitor.events import EventWriter
     from monitor.runner import MonitorRunner, RunnerConfig
-    from replay.wfdb_source import load_record
+    from replay.wfdb_source import load_record, resample_record
 
     record = load_record(record_name, data_dir, channels=[channel])
     if fs_target is not None and float(fs_target) != record.fs:
@@ -132,24 +132,6 @@ def live_detect(record_name: str, data_dir: str | None, channel=0, fs_target: fl
     seconds = time.perf_counter() - t0
     mon = runner.monitors[next(iter(runner.monitors))]
     return np.asarray(mon.beats, dtype=np.int64), record.annotations, float(record.fs), seconds
-
-
-def resample_record(record, fs_target: float):
-    """Return ``record`` resampled to ``fs_target`` Hz (polyphase), annotations rescaled."""
-    import dataclasses
-    from fractions import Fraction
-
-    from scipy.signal import resample_poly
-
-    frac = Fraction(float(fs_target) / record.fs).limit_denominator(1000)
-    sig = resample_poly(record.signal.astype(np.float64), frac.numerator, frac.denominator, axis=0)
-    ann = record.annotations
-    if ann is not None:
-        scale = float(fs_target) / record.fs
-        ann = dataclasses.replace(ann, sample=np.round(ann.sample * scale).astype(np.int64))
-    return dataclasses.replace(
-        record, fs=float(fs_target), signal=sig.astype(np.float32), annotations=ann
-    )
 
 
 def _score_live(name: str, data_dir: str | None, fs_target: float | None, exclude: float):

@@ -44,13 +44,14 @@ from typing import Any
 
 import numpy as np
 
+from monitor.labels import BEAT_SYMBOLS as _BEAT_SYMBOLS
 from replay._validate import check_range, check_type
 from replay.errors import ConfigError, RecordError
 
 logger = logging.getLogger(__name__)
 
 #: MIT-BIH beat annotation codes scored by EC57.
-BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
+BEAT_SYMBOLS: frozenset[str] = _BEAT_SYMBOLS
 
 #: Names of the 48 MIT-BIH Arrhythmia Database records.
 MITDB_RECORDS: tuple[str, ...] = (
@@ -445,31 +446,19 @@ def load_record(
     flutter : numpy.ndarray of int64, shape (n, 2)
         Flutter episodes.
     """
-    from fractions import Fraction
+    from replay.wfdb_source import load_record as _load, resample_record
 
-    import wfdb
-    from scipy.signal import resample_poly
-
-    path = os.path.join(data_dir, record)
-    try:
-        rec = wfdb.rdrecord(path, channels=[channel], physical=False)
-        ann = wfdb.rdann(path, "atr")
-    except (OSError, ValueError) as exc:
-        raise RecordError(path, f"cannot read record: {exc}", "check ECG_DATA_DIR") from exc
-    d = rec.d_signal[:, 0].astype(np.float64)
-    x = (d - rec.baseline[0]) / rec.adc_gain[0]
-    fs = float(rec.fs)
+    rec = _load(record, data_dir, channels=[channel])
+    if fs_target is not None and float(fs_target) != rec.fs:
+        check_range("fs_target", fs_target, 1.0, unit="Hz")
+        rec = resample_record(rec, fs_target)
+    x = rec.signal[:, 0].astype(np.float64)
+    ann = rec.annotations
+    if ann is None:
+        raise RecordError(rec.path or record, "has no reference annotations (.atr) to score against")
     ref = select_beats(ann.symbol, ann.sample)
     fl = flutter_intervals(ann.symbol, ann.sample, n_samples=x.size)
-    if fs_target is not None and float(fs_target) != fs:
-        check_range("fs_target", fs_target, 1.0, unit="Hz")
-        frac = Fraction(float(fs_target) / fs).limit_denominator(1000)
-        x = resample_poly(x, frac.numerator, frac.denominator)
-        scale = float(fs_target) / fs
-        ref = np.round(ref * scale).astype(np.int64)
-        fl = np.round(fl * scale).astype(np.int64)
-        fs = float(fs_target)
-    return x, fs, ref, fl
+    return x, rec.fs, ref, fl
 
 
 def _detect_ours(x: np.ndarray, fs: float, **kw: Any) -> np.ndarray:
