@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alarm limits file (docs/alarms.md); default: bedside defaults")
     p.add_argument("--alarm", action="append", default=[], metavar="KEY=VALUE",
                    help="override one alarm limit, e.g. --alarm hr_high=130 (repeatable)")
+    p.add_argument("--record-to", default=None, metavar="DIR",
+                   help="record each stream as a WFDB record in DIR, with the beat labels and alarms "
+                        "as annotations (.ecgm), written as it arrives (docs/recording.md)")
     p.add_argument("--idle-exit", type=_cli.positive_seconds, default=None, metavar="S",
                    help="stop after S seconds without any message (default: keep waiting)")
     add_serial_arguments(p)
@@ -121,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         weights=args.weights,
         classify=not args.no_classify,
         threads=args.threads,
+        record_to=args.record_to,
     )
     if not args.headless:
         from .gui.app import run_window

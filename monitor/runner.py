@@ -30,6 +30,7 @@ from replay.wire import AnnotationBatch, SampleChunk, check_stream_name
 from .alarms import AlarmConfig
 from .events import EventWriter
 from .pipeline import StreamMonitor
+from .recorder import StreamRecorder, check_record_dir
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class RunnerConfig:
         Classify beats (False: every beat is labelled ``"?"``).
     threads : int
         Torch threads for classification (1 lets many streams share the cores).
+    record_to : str, optional
+        Directory where each stream is recorded as a WFDB record with the
+        beat labels and alarms as annotations (docs/recording.md).
     """
 
     sources: list[str]
@@ -96,6 +100,7 @@ class RunnerConfig:
     weights: str | None = None
     classify: bool = True
     threads: int = 1
+    record_to: str | None = None
 
 
 @dataclass
@@ -217,6 +222,21 @@ class MonitorRunner:
         self.summary = RunSummary()
         self.receiver: Receiver | None = None
         self.classifier = load_classifier(config.weights, threads=config.threads) if config.classify else None
+        #: One WFDB recorder per stream with ``record_to``; fed every beat and alarm the writer writes.
+        self.recorders: dict[str, StreamRecorder] = {}
+        if config.record_to is not None:
+            check_record_dir(config.record_to)
+            downstream = writer.sink
+
+            def sink(events: list[dict]) -> None:
+                for ev in events:
+                    rec = self.recorders.get(ev.get("stream"))
+                    if rec is not None and ev.get("type") in ("beat", "alarm"):
+                        rec.write_events([ev])
+                if downstream is not None:
+                    downstream(events)
+
+            writer.sink = sink
 
     # ------------------------------------------------------------ lifecycle
     def _start_replays(self) -> None:
@@ -267,6 +287,8 @@ class MonitorRunner:
                 classifier=self.classifier,
             )
             self.monitors[msg.stream] = mon
+            if self.config.record_to is not None:
+                self.recorders[msg.stream] = StreamRecorder(self.config.record_to, msg.stream, msg.fs, msg.channels)
         return mon
 
     def _classify(self) -> None:
@@ -311,6 +333,8 @@ class MonitorRunner:
             rx = self.receiver
             while not self.stop_event.is_set():
                 batch = rx.poll(0.1)
+                for rec in self.recorders.values():
+                    rec.tick()
                 for r in [*self._replays, *self._serial_threads]:
                     if r.error is not None:
                         raise r.error
@@ -346,6 +370,8 @@ class MonitorRunner:
                             self.writer.write_many(mon.end())
                             self._classify()
                             continue
+                    if isinstance(ev, SampleChunk) and ev.stream in self.recorders:
+                        self.recorders[ev.stream].write_samples(ev.start, ev.data)
                     events = mon.handle(ev, arrival)
                     if events:
                         self.writer.write_many(events)
@@ -365,6 +391,8 @@ class MonitorRunner:
                 if not m.ended:
                     self.writer.write_many(m.end(interrupted=True))
             self._classify()
+            for rec in self.recorders.values():
+                rec.close()
             self.summary = self._summarise(time.monotonic() - t0)
             if self.receiver is not None:
                 self.receiver.close()
