@@ -65,7 +65,7 @@ from monitor import beats as beats_mod
 from monitor import detector as detector_mod
 from monitor import filters as filters_mod
 from monitor import labels as labels_mod
-from monitor.beats import featurize_beats, offline_beats
+from monitor.beats import BeatFeaturizer, featurize_beats, offline_beats
 from monitor.labels import SEED_SYMBOLS, symbol_to_label
 from replay import __version__
 from replay._validate import check_option
@@ -241,7 +241,8 @@ def record_beats(
     -------
     RecordBeats
     """
-    settings = dict(DEFAULT_FEATURIZER if featurizer is None else featurizer)
+    # canonical form (every setting, defaults filled in) so equal settings share a cache entry
+    settings = BeatFeaturizer(360.0, **(DEFAULT_FEATURIZER if featurizer is None else featurizer)).settings()
     data = resolve_mitdb(data_dir)
     extra = {"channel": channel, "window_s": window_s, "start_s": start_s, "duration_s": duration_s}
     path = None
