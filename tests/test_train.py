@@ -79,6 +79,8 @@ def test_config_file(tmp_path):
         TrainConfig(protocol="inter-patient").validate()
     with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0).validate()
+    with pytest.raises(ConfigError, match="featurizer settings"):
+        TrainConfig(featurizer={"normalisation": "mad"}).validate()
 
 
 def test_ema_and_augmentation_still_learn(tmp_path):

@@ -158,7 +158,10 @@ class TrainConfig:
             raise ConfigError("augment_noise and augment_shift must be >= 0")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
-        BeatFeaturizer(360.0, **self.featurizer)  # raises on bad settings
+        try:
+            BeatFeaturizer(360.0, **self.featurizer)  # raises ConfigError on bad values
+        except TypeError as exc:
+            raise ConfigError(f"featurizer settings: {exc}") from None
         return self
 
 
