@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("inter", "seed", "all"), default=d,
                    help="inter: train DS1, test DS2 (de Chazal 2004; default); seed: random by-beat split of N/A/V/L/R beats "
                    "(same patients in train and test); all: every record")
-    p.add_argument("--data-dir", default=d, help="directory of the MIT-BIH WFDB files (default: $ECG_DATA_DIR or the user cache)")
+    p.add_argument("--data-dir", default=d, help="directory of the MIT-BIH WFDB files (default: $ECG_DATA_DIR, ../shared/mitdb beside the repository, or the user cache)")
     p.add_argument("--out", default=d, help="output directory (default runs/default)")
     p.add_argument("--weights-out", default=d, help="weights file (default OUT/model.pt)")
     p.add_argument("--epochs", type=int, default=d, help="number of epochs (default 50)")
