@@ -859,7 +859,9 @@ class AlarmEngine:
         items.sort(key=lambda it: (it[0], it[1]))
         for sample, kind, payload in items:
             self._t = sample
-            self._advance(sample)
+            # time-driven rules never run past now_sample: the VF analysis and
+            # status changes may lie ahead of the beats decided so far
+            self._advance(min(sample, now))
             if kind == 0:
                 self._on_status(payload, sample)
             elif kind == 1:

@@ -82,3 +82,28 @@ def test_no_classify_labels_question_marks_and_bad_weights_error(tmp_path):
 
     with pytest.raises(ConfigError, match="bad.pt"):
         run(RunnerConfig(sources=["sim:60,duration=5"], weights=str(bad)))
+
+
+def test_no_pause_or_asystole_while_beats_wait_for_their_label(mitdb, tiny_weights, tmp_path):
+    """Beats held for classification (and a lead-off) never make the alarms think the heart stopped."""
+    import wfdb
+
+    from monitor.model import Classifier
+    from monitor.pipeline import StreamMonitor
+    from replay.wire import SampleChunk
+
+    clf = Classifier.from_file(tiny_weights)
+    fs = 360.0
+    x = wfdb.rdrecord(str(mitdb / "100"), sampto=int(60 * fs)).p_signal.astype(np.float32)
+    x[int(20 * fs) : int(23 * fs)] = np.nan
+    mon = StreamMonitor("s", fs, ("MLII", "V5"), classifier=clf)
+    events = []
+    for a in range(0, len(x), 36):
+        d = x[a : a + 36]
+        events += mon.handle(SampleChunk("s", a // 36, a, fs, ("MLII", "V5"), d, bool(np.isnan(d).any())))
+        f = mon.take_ready()
+        if f is not None:
+            events += mon.label_beats(f, clf.predict_proba(f.windows, f.rr))
+    codes = {e["code"] for e in events if e["type"] == "alarm" and e["state"] == "on"}
+    assert "pause" not in codes and "asystole" not in codes, codes
+    assert "leads_off" in codes
