@@ -123,12 +123,17 @@ def offline_beats(
 
 # --------------------------------------------------------------------------- normalisation
 def _norm_minmax(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.nanmin(w, axis=-1, keepdims=True)
-    hi = np.nanmax(w, axis=-1, keepdims=True)
+    if not np.isnan(w).any():  # fast path, same values
+        lo, hi = w.min(axis=-1, keepdims=True), w.max(axis=-1, keepdims=True)
+    else:
+        lo = np.nanmin(w, axis=-1, keepdims=True)
+        hi = np.nanmax(w, axis=-1, keepdims=True)
     return lo, hi - lo
 
 
 def _norm_zscore(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not np.isnan(w).any():  # fast path (nanmean/nanstd copy the window)
+        return w.mean(axis=-1, keepdims=True), w.std(axis=-1, keepdims=True)
     return np.nanmean(w, axis=-1, keepdims=True), np.nanstd(w, axis=-1, keepdims=True)
 
 

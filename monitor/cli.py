@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start replayed records this many seconds in")
     p.add_argument("--duration", type=_cli.positive_seconds, default=None, metavar="S",
                    help="monitor only this many seconds of signal per stream")
-    p.add_argument("--chunk", type=_cli.positive_seconds, default=0.1, metavar="SECONDS",
-                   help="seconds of signal per message for replayed sources (default 0.1)")
+    p.add_argument("--chunk", type=_cli.positive_seconds, default=None, metavar="SECONDS",
+                   help="seconds of signal per message for replayed sources (default 0.1; 1 with --speed max)")
     p.add_argument("--notch", type=float, default=None, choices=(50.0, 60.0), metavar="HZ",
                    help="notch out mains interference at 50 or 60 Hz")
     p.add_argument("--no-data-timeout", type=_cli.positive_seconds, default=5.0, metavar="S",
@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         channel = int(channel)
     serial = None
     if any(parse_source(src).kind == "serial" for src in sources):
-        serial = serial_options_from_args(args, chunk_s=args.chunk)
+        serial = serial_options_from_args(args, chunk_s=args.chunk or 0.1)
     elif given_serial_arguments(args):
         raise ConfigError(
             f"{', '.join(given_serial_arguments(args))} only apply to serial: sources"

@@ -55,8 +55,9 @@ class RunnerConfig:
         Start this many seconds into replayed records.
     duration_s : float, optional
         Monitor only this many seconds of signal per stream.
-    chunk_s : float
-        Seconds per message of replayed sources.
+    chunk_s : float, optional
+        Seconds per message of replayed sources; default 0.1 s at a finite
+        speed, 1 s at ``speed=inf`` (offline analysis: fewer, larger messages).
     no_data_s : float
         Seconds of silence after which a ``no-data`` status is reported.
     idle_exit_s : float, optional
@@ -89,7 +90,7 @@ class RunnerConfig:
     channel: str | int | None = None
     start_s: float = 0.0
     duration_s: float | None = None
-    chunk_s: float = 0.1
+    chunk_s: float | None = None
     no_data_s: float = 5.0
     idle_exit_s: float | None = None
     notch_hz: float | None = None
@@ -100,6 +101,13 @@ class RunnerConfig:
     weights: str | None = None
     classify: bool = True
     threads: int = 1
+
+    @property
+    def replay_chunk_s(self) -> float:
+        """Seconds per replayed message (see ``chunk_s``)."""
+        if self.chunk_s is not None:
+            return self.chunk_s
+        return 1.0 if math.isinf(self.speed) else 0.1
     record_to: str | None = None
 
 
@@ -262,7 +270,7 @@ class MonitorRunner:
                         r.publisher,
                         stream=r.stream,
                         speed=self.config.speed,
-                        chunk_s=self.config.chunk_s,
+                        chunk_s=self.config.replay_chunk_s,
                         stop=self.stop_event,
                     )
                 except BaseException as err:  # reported by the main loop
