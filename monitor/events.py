@@ -90,8 +90,10 @@ class EventWriter:
         """Write several events, flushing once."""
         if not events:
             return
-        lines = "".join(
-            json.dumps(_clean(e), separators=(",", ":"), allow_nan=False) + "\n" for e in events
+        lines = (
+            "".join(json.dumps(_clean(e), separators=(",", ":"), allow_nan=False) + "\n" for e in events)
+            if self.fp is not None
+            else ""
         )
         with self._lock:
             self.count += len(events)
