@@ -414,3 +414,17 @@ def test_evaluation_on_mitdb_records(mitdb):
     assert rows["vtach|vrun (any VT)"].sensitivity >= 0.9
     assert rows["afib"].episodes >= 1 and rows["afib"].sensitivity >= 0.5
     assert "vfib" in text and "FA/h" in text
+
+
+def test_live_beat_source_follows_the_monitor(mitdb):
+    """ecg-bench alarms --beats live: detections and labels from the monitor's own live path."""
+    from replay.wfdb_source import load_record
+    from trainer.alarm_eval import live_beats
+    from trainer.ec57 import match_beats, select_beats
+
+    rec = load_record("208", str(mitdb), channels=[0], duration_s=120)
+    samples, labels, signal, fs = live_beats(rec)
+    ref = select_beats(rec.annotations.symbol, rec.annotations.sample)
+    assert match_beats(ref, samples, fs).tp >= 0.98 * len(ref)
+    assert len(labels) == len(samples) and "V" in labels  # 208 has many PVCs
+    assert signal.shape == (rec.signal.shape[0],)

@@ -427,6 +427,37 @@ def format_table(table: AlarmTable) -> str:
     return "\n".join(lines)
 
 
+def live_beats(record, weights: str | None = None) -> tuple[np.ndarray, list[str], np.ndarray, float]:
+    """Beat source from the monitor's live path: detections and model labels.
+
+    The record is replayed through ZeroMQ into :class:`monitor.runner.MonitorRunner`
+    at ``--speed max`` with classification on (the shipped model, or
+    ``weights``), exactly as ``ecg-monitor --headless`` runs it; the signal for
+    the VF rule is the monitor's own filtered lead.
+
+    Returns
+    -------
+    samples, labels, signal, fs
+        As :func:`reference_beats`.
+    """
+    import math
+
+    from monitor.beats import live_front_end
+    from monitor.events import EventWriter
+    from monitor.runner import MonitorRunner, RunnerConfig
+
+    beats: list[dict] = []
+    sink = lambda evs: beats.extend(e for e in evs if e.get("type") == "beat")  # noqa: E731
+    runner = MonitorRunner(
+        RunnerConfig(sources=[], speed=math.inf, weights=weights), EventWriter(None, sink), records=[record]
+    )
+    runner.run()
+    samples = np.array([b["sample"] for b in beats], dtype=np.int64)
+    labels = [b["label"] for b in beats]
+    filt, _ = live_front_end(record.fs)
+    return samples, labels, filt.process(record.signal[:, 0].astype(np.float64)), float(record.fs)
+
+
 def main_alarms(args) -> int:
     """``ecg-bench alarms``: print the alarm table.
 
@@ -447,7 +478,10 @@ def main_alarms(args) -> int:
         config = AlarmConfig.from_toml(args.alarm_config)
     config = config.with_overrides(getattr(args, "alarm", None) or [])
     print(f"records from {resolve_data_dir(args.data_dir)}")
-    table = evaluate_alarms(records, args.data_dir, config=config, tolerance_s=getattr(args, "tolerance", 10.0))
+    source = live_beats if getattr(args, "beats", "reference") == "live" else "reference"
+    table = evaluate_alarms(
+        records, args.data_dir, source, config=config, tolerance_s=getattr(args, "tolerance", 10.0)
+    )
     print(format_table(table))
     return 0
 
@@ -459,6 +493,9 @@ def add_alarms_arguments(parser) -> None:
     parser.add_argument("--alarm-config", default=None, metavar="TOML", help="alarm limits file")
     parser.add_argument("--alarm", action="append", default=[], metavar="KEY=VALUE",
                         help="override one alarm limit (repeatable), e.g. --alarm hr_high=130")  # fmt: skip
+    parser.add_argument("--beats", choices=("reference", "live"), default="reference",
+                        help="beats from the reference annotations, or from the monitor's live detector "
+                             "and classifier (default reference)")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=10.0, metavar="SECONDS",
                         help="detection tolerance after an episode's start (default 10 s)")  # fmt: skip
     parser.set_defaults(func=main_alarms)
