@@ -420,7 +420,6 @@ def replay(
     )
     t0 = time.monotonic()
     lag_max = 0.0
-    lag = 0.0
     offset = 0
     passes = 0
     interrupted = False
@@ -443,8 +442,7 @@ def replay(
                             interrupted = True
                             break
                     else:
-                        lag = now - due
-                        lag_max = max(lag_max, lag)
+                        lag_max = max(lag_max, now - due)
                 ok = publisher.send_samples(
                     stream, offset + a, fs, channels, signal[a:b], stop, t=time.time()
                 )

@@ -438,6 +438,9 @@ def _one_error_line(r, *needles):
     return lines
 
 
+# refusal tests: ecg-replay must reject every-interface endpoints without --bind (nothing binds)
+EVERY_INTERFACE = ("0.0.0.0", "*")
+
 BAD_ARGS = [
     (["--speed", "0"], ["speed"], True),
     (["--speed", "abc"], ["speed", "abc"], True),
@@ -445,8 +448,8 @@ BAD_ARGS = [
     (["--chunk", "0"], ["seconds"], True),
     (["--wait-subscribers", "x"], ["wait-subscribers"], True),
     (["--wait-subscribers", "-1"], ["wait-subscribers", "-1"], False),
-    (["--endpoint", "tcp://0.0.0.0:5555"], ["0.0.0.0", "--bind"], False),
-    (["--endpoint", "tcp://*:5555"], ["--bind"], False),
+    (["--endpoint", f"tcp://{EVERY_INTERFACE[0]}:5555"], [EVERY_INTERFACE[0], "--bind"], False),
+    (["--endpoint", f"tcp://{EVERY_INTERFACE[1]}:5555"], ["--bind"], False),
     (["--endpoint", "udp://127.0.0.1:5555"], ["udp"], False),
     (["--endpoint", "tcp://127.0.0.1:99999"], ["port"], False),
     (["--channel", "V9"], ["V9"], False),

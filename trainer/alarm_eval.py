@@ -440,18 +440,11 @@ def live_beats(record, weights: str | None = None) -> tuple[np.ndarray, list[str
     samples, labels, signal, fs
         As :func:`reference_beats`.
     """
-    import math
-
     from monitor.beats import live_front_end
-    from monitor.events import EventWriter
-    from monitor.runner import MonitorRunner, RunnerConfig
 
-    beats: list[dict] = []
-    sink = lambda evs: beats.extend(e for e in evs if e.get("type") == "beat")  # noqa: E731
-    runner = MonitorRunner(
-        RunnerConfig(sources=[], speed=math.inf, weights=weights), EventWriter(None, sink), records=[record]
-    )
-    runner.run()
+    from .live import run_live
+
+    beats, _ = run_live(record, classify=True, weights=weights)
     samples = np.array([b["sample"] for b in beats], dtype=np.int64)
     labels = [b["label"] for b in beats]
     filt, _ = live_front_end(record.fs)

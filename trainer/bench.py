@@ -102,9 +102,7 @@ def bench_replay(args: argparse.Namespace) -> int:
 def live_detect(record_name: str, data_dir: str | None, channel=0, fs_target: float | None = None):
     """Detect beats in a record through the monitor's live path.
 
-    The record is replayed over ZeroMQ at ``--speed max`` (lossless) into the
-    monitor's receiver and :class:`~monitor.pipeline.StreamMonitor`, exactly
-    as ``ecg-monitor --source replay:NAME --headless --speed max`` does.
+    See :func:`trainer.live.run_live` (classification off).
 
     Returns
     -------
@@ -117,21 +115,15 @@ def live_detect(record_name: str, data_dir: str | None, channel=0, fs_target: fl
     seconds : float
         Wall-clock seconds of the live run (transport included).
     """
-    from monitor.events import EventWriter
-    from monitor.runner import MonitorRunner, RunnerConfig
     from replay.wfdb_source import load_record, resample_record
+
+    from .live import run_live
 
     record = load_record(record_name, data_dir, channels=[channel])
     if fs_target is not None and float(fs_target) != record.fs:
         record = resample_record(record, fs_target)
-    runner = MonitorRunner(
-        RunnerConfig(sources=[], speed=math.inf, classify=False), EventWriter(None), records=[record]
-    )
-    t0 = time.perf_counter()
-    runner.run()
-    seconds = time.perf_counter() - t0
-    mon = runner.monitors[next(iter(runner.monitors))]
-    return np.asarray(mon.beats, dtype=np.int64), record.annotations, float(record.fs), seconds
+    beats, seconds = run_live(record)
+    return np.array([b["sample"] for b in beats], dtype=np.int64), record.annotations, float(record.fs), seconds
 
 
 def _score_live(name: str, data_dir: str | None, fs_target: float | None, exclude: float):
