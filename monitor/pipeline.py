@@ -204,7 +204,7 @@ class StreamMonitor:
         state = self.detector.state
         if state != self._state:
             since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
-            events.extend(self._state_change(self._state, state, since, in_gap))
+            events.extend(self._state_change(state, since, in_gap))
             self._state = state
         events.extend(self.alarms.process(events, self._horizon(), y, start))
         return events
@@ -226,7 +226,7 @@ class StreamMonitor:
         self._alarm_horizon = max(self._alarm_horizon, horizon)
         return self._alarm_horizon
 
-    def _state_change(self, old: str, new: str, sample: int, in_gap: bool) -> list[dict]:
+    def _state_change(self, new: str, sample: int, in_gap: bool) -> list[dict]:
         """Status events for a detector state change (see docs/events.md)."""
         out = []
         if self._lead_off and new not in ("flat", "hole"):
