@@ -211,6 +211,13 @@ class BeatFeaturizer:
     use_post_rr : bool
         Use the RR interval to the *next* beat (the decision then waits for
         that beat; see the module notes).
+    rr_context : bool
+        Add two features of the beat's place in the recent rhythm:
+        ``pre_prev`` (pre-RR over the previous beat's pre-RR) and
+        ``pre_median`` (pre-RR over the median of the last ``local_beats``
+        intervals, which a pause or a blocked beat does not drag as it does
+        the mean).  Off by default so that weights trained without them keep
+        loading.
     local_beats : int
         Number of RR intervals in the local average.
     long_beats : int
@@ -245,7 +252,8 @@ class BeatFeaturizer:
     ``local_long``, ``post_local``, ``post_pre`` and ``local_irregularity``
     (mean absolute difference of successive intervals among the last
     ``local_beats + 1``, over the local mean: high in atrial fibrillation,
-    where a short interval does not mean a premature beat).  An interval spanning a
+    where a short interval does not mean a premature beat), and with
+    ``rr_context`` also ``pre_prev`` and ``pre_median``.  An interval spanning a
     hole (NaN samples) is unknown; unknown intervals are replaced by the
     local average (or ``default_rr_s`` before any).  At :meth:`flush` the
     last beat's post-RR is unknown and replaced the same way.
@@ -272,6 +280,7 @@ class BeatFeaturizer:
         post_s: float = 0.5,
         normalization: str = "zscore",
         use_post_rr: bool = True,
+        rr_context: bool = False,
         local_beats: int = 10,
         long_beats: int = 200,
         template_beats: int = 16,
@@ -285,6 +294,7 @@ class BeatFeaturizer:
         self.post_s = float(check_range("post_s", post_s, 0.05, 2.0, unit="s"))
         self.normalization = check_option("normalization", normalization, list(NORMALIZATIONS))
         self.use_post_rr = bool(check_type("use_post_rr", use_post_rr, bool))
+        self.rr_context = bool(check_type("rr_context", rr_context, bool))
         self.local_beats = ensure_int("local_beats", local_beats)
         self.long_beats = ensure_int("long_beats", long_beats)
         self.template_beats = ensure_int("template_beats", template_beats)
@@ -308,6 +318,8 @@ class BeatFeaturizer:
             if self.use_post_rr
             else ("pre_rr_s", "local_rr_s", "long_rr_s", "pre_local", "pre_long", "local_long", "local_irregularity")
         )
+        if self.rr_context:
+            self.rr_names += ("pre_prev", "pre_median")
         logger.debug(
             "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
             self.fs, self.model_fs, self.pre_s, self.post_s, self.n_window, self.normalization,
@@ -324,7 +336,9 @@ class BeatFeaturizer:
         self._started = False
         self._last_beat: int | None = None
         self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
-        self._pending: deque[list] = deque()  # [sample, pre, local, long, post or None, irregularity]
+        # [sample, pre, local, long, post or None, irregularity, previous pre, median local]
+        self._pending: deque[list] = deque()
+        self._prev_pre: float | None = None
         self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
         self.beats_in = 0
         self.beats_out = 0
@@ -352,6 +366,7 @@ class BeatFeaturizer:
             "post_s": self.post_s,
             "normalization": self.normalization,
             "use_post_rr": self.use_post_rr,
+            "rr_context": self.rr_context,
             "local_beats": self.local_beats,
             "long_beats": self.long_beats,
             "template_beats": self.template_beats,
@@ -421,7 +436,11 @@ class BeatFeaturizer:
         long_ = float(np.mean(hist)) if hist else pre
         recent = hist[-(self.local_beats + 1) :]
         irregular = float(np.mean(np.abs(np.diff(recent)))) / local if len(recent) > 2 else 0.0
-        self._pending.append([b, min(pre, self.max_rr_s), local, long_, None, irregular])
+        pre = min(pre, self.max_rr_s)
+        prev = pre if self._prev_pre is None else self._prev_pre
+        median = float(np.median(hist[-self.local_beats :])) if hist else pre
+        self._pending.append([b, pre, local, long_, None, irregular, prev, median])
+        self._prev_pre = pre
         self._last_beat = b
         self.beats_in += 1
 
@@ -441,7 +460,7 @@ class BeatFeaturizer:
         rr = np.zeros((k, len(self.rr_names)), np.float32)
         samples = np.zeros(k, np.int64)
         fn = NORMALIZATIONS[self.normalization]
-        for j, (b, pre, local, long_, post, irregular) in enumerate(items):
+        for j, (b, pre, local, long_, post, irregular, prev, median) in enumerate(items):
             w = self._window(b)
             if self.template_beats:
                 tpl = np.median(np.stack(self._templates), axis=0) if self._templates else w
@@ -460,9 +479,12 @@ class BeatFeaturizer:
                 if post is None or post < 0:
                     post = local
                 post = min(post, self.max_rr_s)
-                rr[j] = (pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre, irregular)
+                feats = (pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre, irregular)
             else:
-                rr[j] = (pre, local, long_, pre / local, pre / long_, local / long_, irregular)
+                feats = (pre, local, long_, pre / local, pre / long_, local / long_, irregular)
+            if self.rr_context:
+                feats += (pre / prev, pre / median)
+            rr[j] = feats
             samples[j] = b
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)

@@ -63,14 +63,14 @@ def _stream(fz: BeatFeaturizer, y: np.ndarray, beats: np.ndarray, chunk: int, la
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 360, None])
-@pytest.mark.parametrize("post_rr", [True, False])
-def test_featurizer_chunk_invariance(chunk, post_rr):
+@pytest.mark.parametrize(("post_rr", "context"), [(True, False), (False, False), (False, True)])
+def test_featurizer_chunk_invariance(chunk, post_rr, context):
     x, beats = _synthetic(360.0, 12.0)
     y = BandpassFilter(360.0, 0.5, 40.0).process(x)
     y[1500:1600] = np.nan  # a hole
     beats = beats[(beats < 1500) | (beats > 1700)]
-    ref = featurize_beats(y, beats, 360.0, use_post_rr=post_rr)
-    fz = BeatFeaturizer(360.0, use_post_rr=post_rr)
+    ref = featurize_beats(y, beats, 360.0, use_post_rr=post_rr, rr_context=context)
+    fz = BeatFeaturizer(360.0, use_post_rr=post_rr, rr_context=context)
     got = _stream(fz, y, beats, y.size if chunk is None else chunk, lag=105)
     np.testing.assert_array_equal(got.sample, ref.sample)
     np.testing.assert_array_equal(got.windows, ref.windows)
@@ -95,6 +95,22 @@ def test_rr_features_are_causal():
     np.testing.assert_allclose(pre, np.diff(beats) / 360.0, rtol=1e-6)
     post = full.rr[:-1, names.index("post_rr_s")]
     np.testing.assert_allclose(post, np.diff(beats) / 360.0, rtol=1e-6)
+
+
+def test_rr_context_features():
+    # a steady 1 s rhythm, one premature beat (0.6 s) and its compensatory pause (1.4 s)
+    beats = [360, 720, 1080, 1440, 1800, 2016, 2520, 2880, 3240]
+    fz = BeatFeaturizer(360.0, template_beats=0, use_post_rr=False, rr_context=True, local_beats=4)
+    assert fz.rr_names[-2:] == ("pre_prev", "pre_median")
+    assert "rr_context" in fz.settings()
+    out = BeatFeatures.concatenate([fz.process(np.zeros(360 * 10), beats), fz.flush()], 1, fz.n_window, len(fz.rr_names))
+    pre_prev = out.rr[:, fz.rr_names.index("pre_prev")]
+    pre_median = out.rr[:, fz.rr_names.index("pre_median")]
+    np.testing.assert_allclose(pre_prev[2:], [1.0, 1.0, 1.0, 0.6, 1.4 / 0.6, 1.0 / 1.4, 1.0], rtol=1e-5)
+    # the median of the last 4 intervals (this one included) ignores one short or long interval
+    np.testing.assert_allclose(pre_median[5:], [0.6, 1.4, 1.0, 1.0], rtol=1e-5)
+    # without rr_context the feature set of older weights is unchanged
+    assert len(BeatFeaturizer(360.0, use_post_rr=False).rr_names) == 7
 
 
 def test_hole_invalidates_rr():

@@ -71,3 +71,34 @@ def test_train_bad_config_is_one_line_error(tmp_path, capsys):
     rc = train_cli.main(["--config", str(cfg), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "epochs" in err[0]
+
+
+def test_train_cv_chooses_epochs_over_folds(mitdb, tmp_path):
+    cache = tmp_path / "cache"
+    out = tmp_path / "cv"
+    rc = train_cli.main(
+        [
+            "--protocol", "inter", "--records", "106,119,208;100", "--duration", "60", "--epochs", "2", "--cv",
+            "--val-folds", "3", "--data-dir", str(mitdb), "--out", str(out), "--cache", str(cache), "--threads", "1",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    run = json.loads((out / "run.json").read_text())
+    cv = run["cv"]
+    # every training record validates exactly once, and the final model trains on all of them
+    assert sorted(r for f in cv["folds"] for r in f["val_records"]) == ["106", "119", "208"]
+    assert run["records"]["val"] == [] and sorted(run["records"]["train"]) == ["106", "119", "208"]
+    assert all(len(f["val_aami_nsv_f1"]) == 2 for f in cv["folds"])
+    means = [m["val_aami_nsv_f1"] for m in cv["mean"]]
+    assert cv["best_epoch"] == 1 + max(range(2), key=lambda e: means[e])
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["epochs"]) == cv["best_epoch"] and "val_aami_nsv_f1" in hist["epochs"][0]
+    for k in range(3):
+        assert (out / f"cv-fold-{k}" / "history.json").exists()
+
+
+def test_train_cv_refuses_seed_protocol(capsys):
+    rc = train_cli.main(["--protocol", "seed", "--cv", "--no-progress"])
+    assert rc == 2
+    assert "cv" in capsys.readouterr().err

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
-    "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift",
+    "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
 )  # fmt: skip
 
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d, help="early stopping patience in epochs, 0 = off (default 12)")
     p.add_argument("--val-folds", type=int, default=d, help="patient-wise validation folds of the training records (default 5)")
     p.add_argument("--val-fold", type=int, default=d, help="which fold validates (default 4: keeps the S-richest records 209, 207, 201, 118 for training)")
+    p.add_argument("--cv", action="store_true", default=d,
+                   help="choose the number of epochs by VAL_FOLDS-fold patient-wise cross-validation, then train on every "
+                   "training record (VAL_FOLDS + 1 trainings)")
     p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: half the CPU cores, 1 to 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d, help="training device (default auto: GPU if present)")
     p.add_argument("--duration", dest="duration_s", type=float, default=d, help="use only the first SECONDS of each record (quick runs)")

@@ -385,7 +385,7 @@ def make_split(
     *,
     seed: int = 0,
     val_folds: int = 5,
-    val_fold: int = 4,
+    val_fold: int | None = 4,
     test_fraction: float = 0.2,
     train_records=None,
     test_records=None,
@@ -403,7 +403,8 @@ def make_split(
     val_folds, val_fold : int
         Validation: fold ``val_fold`` of ``val_folds`` patient-wise folds of
         the training records (``inter``, ``all``); for ``seed``, a random
-        ``1 / val_folds`` of the training beats.
+        ``1 / val_folds`` of the training beats.  ``val_fold=None``: no
+        validation part (every training beat trains).
     test_fraction : float
         Share of beats in the test part (``seed`` protocol).
     train_records, test_records : sequence of str, optional
@@ -427,7 +428,7 @@ def make_split(
             u = rng.random(ix.size)
             test[r] = ix[u < test_fraction]
             rest = ix[u >= test_fraction]
-            v = rng.random(rest.size) < 1.0 / val_folds
+            v = rng.random(rest.size) < (0.0 if val_fold is None else 1.0 / val_folds)
             val[r], train[r] = rest[v], rest[~v]
         desc = (
             f"seed protocol: beats annotated {'/'.join(SEED_SYMBOLS)} of all {len(train_recs)} records, "
@@ -435,16 +436,22 @@ def make_split(
             "the same patients are in training and test"
         )
         return Split(train, val, test, desc)
-    vrecs = val_records(train_recs, data, val_folds, val_fold) if len(train_recs) >= val_folds else [train_recs[-1]]
+    if val_fold is None:
+        vrecs = []
+    elif len(train_recs) >= val_folds:
+        vrecs = val_records(train_recs, data, val_folds, val_fold)
+    else:
+        vrecs = [train_recs[-1]]
     if len(vrecs) >= len(train_recs):
         raise ConfigError("the validation fold would take every training record; give more training records")
     train = {r: (empty if r in vrecs else _trainable(data[r], False)) for r in train_recs}
     val = {r: _trainable(data[r], False) for r in vrecs}
     test = {r: np.flatnonzero(data[r].label != labels_mod.UNLABELLED) for r in test_recs}
-    desc = (
-        f"{protocol} protocol: train on {len(train_recs) - len(vrecs)} records, validate on records "
-        f"{' '.join(vrecs)} (fold {val_fold} of {val_folds}, patient-wise), test on {len(test_recs)} records"
-    )
+    validation = (
+        "no validation records" if val_fold is None
+        else f"validate on records {' '.join(vrecs)} (fold {val_fold} of {val_folds}, patient-wise)"
+    )  # fmt: skip
+    desc = f"{protocol} protocol: train on {len(train_recs) - len(vrecs)} records, {validation}, test on {len(test_recs)} records"
     if protocol == "all":
         desc += " (the test records are the training records: not an independent test)"
     return Split(train, val, test, desc)

@@ -7,7 +7,9 @@ The recipe is the seed project's: Adam, class-weighted cross-entropy,
   (:mod:`trainer.dataset`);
 * model selection and early stopping use a patient-wise validation fold of
   the *training* records (:func:`trainer.dataset.make_split`), never the test
-  records;
+  records; with ``cv=True`` the number of epochs is instead chosen by
+  cross-validation over every fold (:func:`cross_validate`), and the final
+  model is trained on all the training records;
 * every source of randomness is seeded from ``seed``
   (:func:`numpy.random.default_rng`, :func:`torch.manual_seed` and a
   :class:`torch.Generator` that orders the batches), and a checkpoint is
@@ -28,7 +30,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ from .metrics import confusion, macro_f1, per_class
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "class_weights", "default_threads", "evaluate_arrays", "fit", "load_config_file", "train"]
+__all__ = ["TrainConfig", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "load_config_file", "train"]
 
 
 @dataclass
@@ -90,6 +92,13 @@ class TrainConfig:
         Stop after this many epochs without a better validation score (0: never).
     val_folds, val_fold : int
         Patient-wise validation fold of the training records.
+    cv : bool
+        Choose the number of epochs by patient-wise cross-validation: one
+        run per fold of ``val_folds`` (each validated on its held-out
+        records, ``epochs`` epochs, no early stopping), the validation score
+        averaged over the folds per epoch, then a final run on every training
+        record for the epoch count with the best mean.  Costs ``val_folds + 1``
+        trainings; ``val_fold`` and ``patience`` are then unused.
     threads : int or None
         ``torch.set_num_threads`` (default :func:`default_threads`: half the
         CPU cores, at most 4, so 1 on a 2-core machine).
@@ -128,6 +137,7 @@ class TrainConfig:
     patience: int = 12
     val_folds: int = 5
     val_fold: int = 4
+    cv: bool = False
     threads: int | None = None
     device: str = "auto"
     featurizer: dict = field(default_factory=lambda: dict(ds.DEFAULT_FEATURIZER))
@@ -156,6 +166,12 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.augment_noise < 0 or self.augment_shift < 0:
             raise ConfigError("augment_noise and augment_shift must be >= 0")
+        if not isinstance(self.cv, bool):
+            raise ConfigError(f"cv must be true or false, got {self.cv!r}")
+        if self.cv and self.protocol == "seed":
+            raise ConfigError("cv (cross-validation over patients) needs the inter or all protocol; the seed protocol splits by beat")
+        if self.cv and self.val_folds < 2:
+            raise ConfigError(f"cv needs val_folds >= 2, got {self.val_folds}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
         try:
@@ -253,7 +269,7 @@ def evaluate_arrays(model: nn.Module, w: np.ndarray, r: np.ndarray, y: np.ndarra
 
 def fit(
     train_data: tuple[np.ndarray, np.ndarray, np.ndarray],
-    val_data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     cfg: TrainConfig,
     out_dir: Path,
     *,
@@ -266,7 +282,8 @@ def fit(
     ----------
     train_data, val_data : tuple of numpy.ndarray
         ``(windows (n, C, L) float32, rr (n, F) float32, labels (n,) int64)``,
-        labels in ``0..len(CLASSES)-1``.
+        labels in ``0..len(CLASSES)-1``.  ``val_data=None``: no validation,
+        every epoch is run and the last one's model is returned.
     cfg : TrainConfig
         Settings (epochs, batch size, optimiser, seed...).
     out_dir : pathlib.Path
@@ -279,7 +296,7 @@ def fit(
     from tqdm import tqdm
 
     wt, rt, yt = train_data
-    wv, rv, yv = val_data
+    wv, rv, yv = val_data if val_data is not None else (wt[:0], rt[:0], yt[:0])
     if (yt < 0).any() or (yv < 0).any():
         raise ConfigError("training and validation labels must be class indices >= 0")
     device = _device(cfg.device)
@@ -329,7 +346,7 @@ def fit(
         device, torch.get_num_threads(),
     )  # fmt: skip
     for epoch in range(start_epoch, cfg.epochs):
-        if best["epoch"] >= 0 and cfg.patience and epoch - best["epoch"] > cfg.patience:
+        if val_data is not None and best["epoch"] >= 0 and cfg.patience and epoch - best["epoch"] > cfg.patience:
             logger.info("early stop: no better %s for %d epochs", select_on, cfg.patience)
             break
         t0 = time.perf_counter()
@@ -360,18 +377,23 @@ def fit(
         sched.step()
         train_s = time.perf_counter() - t0
         net = model if ema is None else ema.module
-        vm = evaluate_arrays(net, wv, rv, yv, device, val_loss_fn)
         rec = {"epoch": epoch + 1, "train_loss": total / n, "lr": opt.param_groups[0]["lr"], "train_s": train_s}
-        rec.update({f"val_{k}": v for k, v in vm.items()})
-        history.append(rec)
-        score = vm[select_on]
-        if np.isfinite(score) and score > best["score"]:
-            best = {"score": float(score), "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
-        msg = (
-            f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f}, val loss {vm['loss']:.4f}, "
-            f"acc {vm['accuracy']:.4f}, {select_on} {score:.4f}, S Se/+P {vm['S_se']:.3f}/{vm['S_ppv']:.3f}, "
-            f"V Se/+P {vm['V_se']:.3f}/{vm['V_ppv']:.3f} ({train_s:.1f} s)"
-        )
+        if val_data is None:  # no selection: the last epoch is the model
+            best = {"score": float(epoch), "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+            history.append(rec)
+            msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f} ({train_s:.1f} s)"
+        else:
+            vm = evaluate_arrays(net, wv, rv, yv, device, val_loss_fn)
+            rec.update({f"val_{k}": v for k, v in vm.items()})
+            history.append(rec)
+            score = vm[select_on]
+            if np.isfinite(score) and score > best["score"]:
+                best = {"score": float(score), "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+            msg = (
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f}, val loss {vm['loss']:.4f}, "
+                f"acc {vm['accuracy']:.4f}, {select_on} {score:.4f}, S Se/+P {vm['S_se']:.3f}/{vm['S_ppv']:.3f}, "
+                f"V Se/+P {vm['V_se']:.3f}/{vm['V_ppv']:.3f} ({train_s:.1f} s)"
+            )
         if cfg.progress:
             tqdm.write(msg, file=sys.stderr)
         logger.info(msg)
@@ -422,16 +444,32 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         records, cfg.data_dir, cfg.featurizer, cache=cfg.cache, progress=cfg.progress, duration_s=cfg.duration_s
     )
     build_s = time.perf_counter() - t0
-    split = _split(cfg, data)
-    logger.info("%s", split.description)
-    wt, rt, yt, _ = ds.stack(data, split.train)
-    wv, rv, yv, _ = ds.stack(data, split.val)
     select_on = "macro_f1" if cfg.protocol == "seed" else "aami_nsv_f1"
     t1 = time.perf_counter()
-    model, history, hp = fit((wt, rt, yt), (wv, rv, yv), cfg, out, select_on=select_on, resume=resume)
+    cv_info = None
+    if cfg.cv:
+        cv_info = cross_validate(cfg, data, out, select_on=select_on, resume=resume)
+        split = _split(cfg, data, val_fold=None)
+        wt, rt, yt, _ = ds.stack(data, split.train)
+        yv = yt[:0]
+        final = replace(cfg, epochs=cv_info["best_epoch"], patience=0)
+        logger.info("final run on every training record for %d epochs (best mean over %d folds)", final.epochs, cfg.val_folds)
+        model, history, hp = fit((wt, rt, yt), None, final, out, select_on=select_on, resume=resume)
+        for h, mean in zip(history, cv_info["mean"]):  # the curves show the cross-validated mean
+            h.update({k: v for k, v in mean.items() if k.startswith("val_")})
+        (out / "history.json").write_text(
+            json.dumps({"select_on": select_on, "best_epoch": final.epochs, "validation": cv_info["description"], "cv": cv_info, "epochs": history}, indent=1)
+        )
+        best_epoch = final.epochs
+    else:
+        split = _split(cfg, data)
+        wt, rt, yt, _ = ds.stack(data, split.train)
+        wv, rv, yv, _ = ds.stack(data, split.val)
+        model, history, hp = fit((wt, rt, yt), (wv, rv, yv), cfg, out, select_on=select_on, resume=resume)
+        best_epoch = int(np.argmax([h[f"val_{select_on}"] if np.isfinite(h[f"val_{select_on}"]) else -1 for h in history])) + 1 if history else 0
+    logger.info("%s", split.description)
     train_s = time.perf_counter() - t1
     fz = BeatFeaturizer(360.0, **cfg.featurizer)
-    best_epoch = int(np.argmax([h[f"val_{select_on}"] if np.isfinite(h[f"val_{select_on}"]) else -1 for h in history])) + 1 if history else 0
     meta = {
         "architecture": ARCHITECTURE,
         "hparams": hp,
@@ -447,7 +485,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
             "seed": cfg.seed,
             "epochs_run": len(history),
             "best_epoch": best_epoch,
-            "selected_on": f"val_{select_on}",
+            "selected_on": (f"mean val_{select_on} of {cfg.val_folds}-fold cross-validation" if cfg.cv else f"val_{select_on}"),
             "version": __version__,
         },
     }
@@ -472,6 +510,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
             "cpu_count": os.cpu_count(),
         },
         "best_epoch": best_epoch,
+        "cv": cv_info,
         "torch": torch.__version__,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
@@ -482,13 +521,58 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
     return weights
 
 
-def _split(cfg: TrainConfig, data) -> ds.Split:
+def _split(cfg: TrainConfig, data, *, val_fold: int | None | str = "config") -> ds.Split:
     return ds.make_split(
         cfg.protocol,
         data,
         seed=cfg.seed,
         val_folds=cfg.val_folds,
-        val_fold=cfg.val_fold,
+        val_fold=cfg.val_fold if val_fold == "config" else val_fold,
         train_records=cfg.train_records,
         test_records=cfg.test_records,
     )
+
+
+def cross_validate(cfg: TrainConfig, data, out: Path, *, select_on: str = "aami_nsv_f1", resume: bool = False) -> dict[str, Any]:
+    """Choose the number of epochs by patient-wise k-fold cross-validation.
+
+    One run per fold of ``cfg.val_folds`` (in ``out/cv-fold-K``), each for
+    ``cfg.epochs`` epochs without early stopping and validated on its
+    held-out training records; the validation metrics are averaged over the
+    folds per epoch.
+
+    Returns
+    -------
+    dict
+        ``best_epoch`` (1-based epoch count with the best mean
+        ``select_on``), ``mean`` (per epoch, the fold-averaged ``val_*``
+        metrics), ``folds`` (per fold: validation records and per-epoch
+        ``val_{select_on}``) and ``description``.
+    """
+    runs, folds = [], []
+    for k in range(cfg.val_folds):
+        split = _split(cfg, data, val_fold=k)
+        logger.info("cross-validation fold %d/%d: %s", k + 1, cfg.val_folds, split.description)
+        wt, rt, yt, _ = ds.stack(data, split.train)
+        wv, rv, yv, _ = ds.stack(data, split.val)
+        fold_dir = out / f"cv-fold-{k}"
+        fold_cfg = replace(cfg, patience=0)
+        _, hist, _ = fit((wt, rt, yt), (wv, rv, yv), fold_cfg, fold_dir, select_on=select_on, resume=resume and (fold_dir / "checkpoint.pt").exists())
+        runs.append(hist)
+        folds.append({"val_records": split.records("val"), f"val_{select_on}": [h[f"val_{select_on}"] for h in hist]})
+    n_ep = min(len(h) for h in runs)
+    keys = [k for k in runs[0][0] if k.startswith("val_")]
+
+    def _mean(values: list[float]) -> float:  # over the folds where the metric exists
+        finite = [v for v in values if np.isfinite(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    mean = [{"epoch": e + 1, **{k: _mean([h[e][k] for h in runs]) for k in keys}} for e in range(n_ep)]
+    scores = np.array([m[f"val_{select_on}"] for m in mean])
+    best = int(np.nanargmax(scores)) + 1
+    desc = (
+        f"{cfg.val_folds}-fold patient-wise cross-validation over the training records: best mean val_{select_on} "
+        f"{scores[best - 1]:.4f} after {best} epochs"
+    )
+    logger.info("%s", desc)
+    return {"best_epoch": best, "mean": mean, "folds": folds, "description": desc}
