@@ -28,6 +28,9 @@ gives the part that does not depend on the rhythm.
 from __future__ import annotations
 
 import logging
+import math
+import statistics
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -412,13 +415,18 @@ class BeatFeaturizer:
             return False
         return bool(np.isnan(self._buf[lo - self._buf_start : hi - self._buf_start]).any())
 
+    def _recent_rr(self, count: int) -> list[float]:
+        """The last ``count`` intervals of the RR history (fewer at the start), oldest first."""
+        h = self._rr_hist
+        return [h[i] for i in range(-min(count, len(h)), 0)]
+
     def _rr_fallback(self) -> float:
         if self._rr_hist:
-            h = list(self._rr_hist)[-self.local_beats :]
-            return float(np.mean(h))
+            return math.fsum(self._recent_rr(self.local_beats)) / min(self.local_beats, len(self._rr_hist))
         return self.default_rr_s
 
     def _add_beat(self, b: int) -> None:
+        # plain Python on these short lists: numpy's per-call overhead dominated here
         pre = None
         if self._last_beat is not None:
             if b <= self._last_beat:
@@ -431,63 +439,92 @@ class BeatFeaturizer:
             self._rr_hist.append(pre)
         if pre is None:
             pre = self._rr_fallback()
-        hist = list(self._rr_hist)
-        local = float(np.mean(hist[-self.local_beats :])) if hist else pre
-        long_ = float(np.mean(hist)) if hist else pre
-        recent = hist[-(self.local_beats + 1) :]
-        irregular = float(np.mean(np.abs(np.diff(recent)))) / local if len(recent) > 2 else 0.0
+        if self._rr_hist:
+            recent = self._recent_rr(self.local_beats + 1)
+            last = recent[-self.local_beats :]
+            local = math.fsum(last) / len(last)
+            long_ = math.fsum(self._rr_hist) / len(self._rr_hist)
+            median = statistics.median(last) if self.rr_context else local
+        else:
+            recent, local, long_, median = [], pre, pre, pre
+        if len(recent) > 2:
+            irregular = math.fsum(abs(y - x) for x, y in zip(recent, recent[1:])) / (len(recent) - 1) / local
+        else:
+            irregular = 0.0
         pre = min(pre, self.max_rr_s)
         prev = pre if self._prev_pre is None else self._prev_pre
-        median = float(np.median(hist[-self.local_beats :])) if hist else pre
         self._pending.append([b, pre, local, long_, None, irregular, prev, median])
         self._prev_pre = pre
         self._last_beat = b
         self.beats_in += 1
 
     # ------------------------------------------------------------------ output
-    def _window(self, b: int) -> np.ndarray:
-        a, z = b + self._lo, b + self._hi
-        seg = np.full(z - a, np.nan)
-        i0, i1 = max(a, self._buf_start), min(z, self.end)
-        if i1 > i0:
-            seg[i0 - a : i1 - a] = self._buf[i0 - self._buf_start : i1 - self._buf_start]
-        pos = (b - a) + self._offsets
-        return np.interp(pos, np.arange(z - a, dtype=np.float64), seg)
+    def _windows(self, beats: np.ndarray) -> np.ndarray:
+        """Windows of several beats at the model rate, by linear interpolation (NaN outside the buffer)."""
+        pos = (beats[:, None] - self._buf_start) + self._offsets[None, :]  # fractional buffer indices
+        i0 = np.floor(pos).astype(np.int64)
+        frac = pos - i0
+        valid = self._buf[: self._n]
+        padded = np.concatenate([[np.nan], valid, [np.nan, np.nan]])  # index -1 and past the end read NaN
+        lo_idx = np.clip(i0, -1, self._n) + 1
+        hi_idx = np.clip(i0 + 1, -1, self._n) + 1
+        y0, y1 = padded[lo_idx], padded[hi_idx]
+        with np.errstate(invalid="ignore"):
+            w = y0 + (y1 - y0) * frac
+        exact = frac == 0.0
+        w[exact] = y0[exact]  # a sample on the grid needs no neighbour
+        return w
 
     def _emit(self, items: list[list]) -> BeatFeatures:
         k = len(items)
         wins = np.zeros((k, self.n_channels, self.n_window), np.float32)
-        rr = np.zeros((k, len(self.rr_names)), np.float32)
-        samples = np.zeros(k, np.int64)
-        fn = NORMALIZATIONS[self.normalization]
-        for j, (b, pre, local, long_, post, irregular, prev, median) in enumerate(items):
-            w = self._window(b)
-            if self.template_beats:
-                tpl = np.median(np.stack(self._templates), axis=0) if self._templates else w
-                self._templates.append(w)
-                block = np.stack([w, tpl])
-            else:
-                block = w[None, :]
-            if np.isnan(w).all():
-                off, scale = 0.0, 1.0
-            else:
-                o, s = fn(w)
-                off, scale = float(o[0]), max(float(s[0]), _EPS_MV)
-            block = (block - off) / scale
-            wins[j] = np.nan_to_num(block, nan=0.0)
-            if self.use_post_rr:
-                if post is None or post < 0:
-                    post = local
-                post = min(post, self.max_rr_s)
-                feats = (pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre, irregular)
-            else:
-                feats = (pre, local, long_, pre / local, pre / long_, local / long_, irregular)
-            if self.rr_context:
-                feats += (pre / prev, pre / median)
-            rr[j] = feats
-            samples[j] = b
+        if not k:
+            return BeatFeatures(np.zeros(0, np.int64), wins, np.zeros((0, len(self.rr_names)), np.float32))
+        cols = np.array([it[1:4] + it[5:8] for it in items], dtype=np.float64)  # pre local long irregular prev median
+        pre, local, long_, irregular, prev, median = cols.T
+        samples = np.array([it[0] for it in items], dtype=np.int64)
+        w = self._windows(samples)
+        if self.template_beats:
+            tpl = self._template_of(w)
+            block = np.stack([w, tpl], axis=1)
+        else:
+            block = w[:, None, :]
+        # per-beat offset and scale from the beat's own window (channel 0)
+        all_nan = np.isnan(w).all(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "empty slice" of all-NaN windows, handled below
+            o, sc = NORMALIZATIONS[self.normalization](w)
+        off = np.where(all_nan[:, None], 0.0, o)
+        scale = np.where(all_nan[:, None], 1.0, np.maximum(np.nan_to_num(sc, nan=_EPS_MV), _EPS_MV))
+        block = (block - off[:, None, :]) / scale[:, None, :]
+        wins[:] = np.nan_to_num(block, nan=0.0)
+        if self.use_post_rr:
+            post = np.array([local[j] if (it[4] is None or it[4] < 0) else it[4] for j, it in enumerate(items)], dtype=np.float64)
+            post = np.minimum(post, self.max_rr_s)
+            feats = [pre, post, local, long_, pre / local, pre / long_, local / long_, post / local, post / pre, irregular]
+        else:
+            feats = [pre, local, long_, pre / local, pre / long_, local / long_, irregular]
+        if self.rr_context:
+            feats += [pre / prev, pre / median]
+        rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)
+
+    def _template_of(self, w: np.ndarray) -> np.ndarray:
+        """Median of the previous ``template_beats`` windows of each beat (its own window for the first beat)."""
+        k = w.shape[0]
+        hist = list(self._templates)
+        m, t = len(hist), self.template_beats
+        allw = np.concatenate([np.stack(hist), w]) if m else w
+        tpl = np.empty_like(w)
+        j0 = max(0, t - m)  # beats from j0 on have a full history of t windows
+        for j in range(min(j0, k)):
+            tpl[j] = np.median(allw[: m + j], axis=0) if m + j else w[j]
+        if j0 < k:
+            view = np.lib.stride_tricks.sliding_window_view(allw, t, axis=0)  # (rows - t + 1, n_window, t)
+            tpl[j0:] = np.median(view[m + j0 - t : m + k - t], axis=-1)
+        self._templates.extend(w[-t:])  # the deque keeps the last t
+        return tpl
 
     def _ready(self, final: bool) -> BeatFeatures:
         out = []
