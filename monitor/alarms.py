@@ -148,6 +148,7 @@ import itertools
 import logging
 import math
 import os
+import statistics
 import tomllib
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -935,7 +936,7 @@ class AlarmEngine:
         if rr is not None:
             self._rr.append(rr)
         if len(self._rr) >= min(c.hr_beats, 4):
-            hr = 60.0 / float(np.median(self._rr))
+            hr = 60.0 / statistics.median(self._rr)  # plain Python: a few values per beat
             msg = f"HR {hr:.0f} bpm"
             self._cond("tachy_extreme", hr > c.hr_extreme_high_bpm, sample, f"Extreme Tachy: {msg}")
             self._cond("tachy", hr > c.hr_high_bpm, sample, f"Tachy: {msg}")
@@ -997,11 +998,12 @@ class AlarmEngine:
         c = self.config
         if len(self._af_rr) < c.afib_window_beats:
             return
-        rr = np.fromiter(self._af_rr, dtype=np.float64)
-        d = np.diff(rr)
-        nrmssd = math.sqrt(float(np.mean(d * d))) / float(rr.mean())
-        pnn50 = float(np.mean(np.abs(d) > 0.05))
-        hr = 60.0 / float(rr.mean())
+        rr = list(self._af_rr)  # plain Python: numpy's call overhead dominates on a few dozen values
+        d = [b - a for a, b in itertools.pairwise(rr)]
+        mean_rr = math.fsum(rr) / len(rr)
+        nrmssd = math.sqrt(math.fsum(x * x for x in d) / len(d)) / mean_rr
+        pnn50 = sum(abs(x) > 0.05 for x in d) / len(d)
+        hr = 60.0 / mean_rr
         self._cond(
             "afib",
             nrmssd > c.afib_rmssd and pnn50 > c.afib_pnn50,

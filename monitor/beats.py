@@ -27,6 +27,7 @@ gives the part that does not depend on the rhythm.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import statistics
@@ -448,7 +449,7 @@ class BeatFeaturizer:
         else:
             recent, local, long_, median = [], pre, pre, pre
         if len(recent) > 2:
-            irregular = math.fsum(abs(y - x) for x, y in zip(recent, recent[1:])) / (len(recent) - 1) / local
+            irregular = math.fsum(abs(y - x) for x, y in itertools.pairwise(recent)) / (len(recent) - 1) / local
         else:
             irregular = 0.0
         pre = min(pre, self.max_rr_s)
