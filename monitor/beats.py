@@ -222,6 +222,11 @@ class BeatFeaturizer:
         intervals, which a pause or a blocked beat does not drag as it does
         the mean).  Off by default so that weights trained without them keep
         loading.
+    template_distance : bool
+        Add ``template_rms``: the root-mean-square difference between the
+        normalised beat and the template channel (0 for a beat identical to
+        the patient's recent ones; large for an ectopic shape).  Needs
+        ``template_beats > 0``; off by default, as ``rr_context``.
     local_beats : int
         Number of RR intervals in the local average.
     long_beats : int
@@ -257,7 +262,8 @@ class BeatFeaturizer:
     (mean absolute difference of successive intervals among the last
     ``local_beats + 1``, over the local mean: high in atrial fibrillation,
     where a short interval does not mean a premature beat), and with
-    ``rr_context`` also ``pre_prev`` and ``pre_median``.  An interval spanning a
+    ``rr_context`` also ``pre_prev`` and ``pre_median`` (with
+    ``template_distance``, ``template_rms`` follows them in the same array).  An interval spanning a
     hole (NaN samples) is unknown; unknown intervals are replaced by the
     local average (or ``default_rr_s`` before any).  At :meth:`flush` the
     last beat's post-RR is unknown and replaced the same way.
@@ -285,6 +291,7 @@ class BeatFeaturizer:
         normalization: str = "zscore",
         use_post_rr: bool = True,
         rr_context: bool = False,
+        template_distance: bool = False,
         local_beats: int = 10,
         long_beats: int = 200,
         template_beats: int = 16,
@@ -299,12 +306,15 @@ class BeatFeaturizer:
         self.normalization = check_option("normalization", normalization, list(NORMALIZATIONS))
         self.use_post_rr = bool(check_type("use_post_rr", use_post_rr, bool))
         self.rr_context = bool(check_type("rr_context", rr_context, bool))
+        self.template_distance = bool(check_type("template_distance", template_distance, bool))
         self.local_beats = ensure_int("local_beats", local_beats)
         self.long_beats = ensure_int("long_beats", long_beats)
         self.template_beats = ensure_int("template_beats", template_beats)
         check_range("local_beats", self.local_beats, 1, 10000)
         check_range("long_beats", self.long_beats, 1, 10000)
         check_range("template_beats", self.template_beats, 0, 1000)
+        if self.template_distance and self.template_beats == 0:
+            raise ConfigError("template_distance needs the template channel (template_beats > 0)")
         if self.local_beats > self.long_beats:
             raise ConfigError(f"local_beats must be <= long_beats, got {self.local_beats} > {self.long_beats}")
         self.max_rr_s = float(check_range("max_rr_s", max_rr_s, 0.5, 20.0, unit="s"))
@@ -324,6 +334,8 @@ class BeatFeaturizer:
         )
         if self.rr_context:
             self.rr_names += ("pre_prev", "pre_median")
+        if self.template_distance:
+            self.rr_names += ("template_rms",)
         logger.debug(
             "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
             self.fs, self.model_fs, self.pre_s, self.post_s, self.n_window, self.normalization,
@@ -371,6 +383,7 @@ class BeatFeaturizer:
             "normalization": self.normalization,
             "use_post_rr": self.use_post_rr,
             "rr_context": self.rr_context,
+            "template_distance": self.template_distance,
             "local_beats": self.local_beats,
             "long_beats": self.long_beats,
             "template_beats": self.template_beats,
@@ -507,6 +520,8 @@ class BeatFeaturizer:
             feats = [pre, local, long_, pre / local, pre / long_, local / long_, irregular]
         if self.rr_context:
             feats += [pre / prev, pre / median]
+        if self.template_distance:
+            feats.append(np.sqrt(np.mean((wins[:, 0].astype(np.float64) - wins[:, 1]) ** 2, axis=1)))
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)

@@ -113,6 +113,26 @@ def test_rr_context_features():
     assert len(BeatFeaturizer(360.0, use_post_rr=False).rr_names) == 7
 
 
+def test_template_distance_feature():
+    x, beats = _synthetic(360.0, 12.0)
+    y = BandpassFilter(360.0, 0.5, 40.0).process(x)
+    out = featurize_beats(y, beats, 360.0, template_distance=True)
+    names = BeatFeaturizer(360.0, template_distance=True).rr_names
+    assert names[-1] == "template_rms"
+    d = out.rr[:, -1]
+    ref = np.sqrt(np.mean((out.windows[:, 0] - out.windows[:, 1]) ** 2, axis=1))
+    np.testing.assert_allclose(d, ref, rtol=1e-5, atol=1e-6)
+    assert d[0] == 0.0  # the first beat is its own template
+    # an inverted (ectopic-looking) beat is far from the template of the others
+    y2 = y.copy()
+    b = beats[8]
+    y2[b - 100 : b + 100] *= -1
+    d2 = featurize_beats(y2, beats, 360.0, template_distance=True).rr[:, -1]
+    assert d2[8] > 5 * np.median(d2[2:8])
+    with pytest.raises(ConfigError, match="template_distance"):
+        BeatFeaturizer(360.0, template_distance=True, template_beats=0)
+
+
 def test_hole_invalidates_rr():
     fz = BeatFeaturizer(360.0, template_beats=0)
     y = np.zeros(360 * 10)
