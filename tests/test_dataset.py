@@ -45,6 +45,19 @@ def test_inter_split_is_patient_disjoint(fold):
             assert (data[r].label[ix] >= 0).all()  # no "no reference" beat is trained on
 
 
+def test_all_protocol_uses_every_record_and_says_so():
+    rng = np.random.default_rng(4)
+    data = {r: _fake(r, 40, rng) for r in MITDB_RECORDS}
+    sp = ds.make_split("all", data, val_folds=5, val_fold=0)
+    tr, va = set(sp.records("train")), set(sp.records("val"))
+    assert tr | va == set(MITDB_RECORDS) and not tr & va
+    assert "not an independent test" in sp.description
+    # no validation part: every record trains (the final run of ecg-train --cv)
+    full = ds.make_split("all", data, val_fold=None)
+    assert set(full.records("train")) == set(MITDB_RECORDS) and full.records("val") == []
+    assert "no validation records" in full.description
+
+
 def test_val_folds_cover_training_records():
     rng = np.random.default_rng(2)
     data = {r: _fake(r, 30, rng) for r in ds.DS1}

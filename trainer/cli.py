@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d, help="early stopping patience in epochs, 0 = off (default 12)")
     p.add_argument("--val-folds", type=int, default=d, help="patient-wise validation folds of the training records (default 5)")
     p.add_argument("--val-fold", type=int, default=d, help="which fold validates (default 4: keeps the S-richest records 209, 207, 201, 118 for training)")
-    p.add_argument("--cv", action="store_true", default=d,
+    p.add_argument("--cv", action=argparse.BooleanOptionalAction, default=d,
                    help="choose the number of epochs by VAL_FOLDS-fold patient-wise cross-validation, then train on every "
                    "training record (VAL_FOLDS + 1 trainings)")
     p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: half the CPU cores, 1 to 4)")

@@ -117,7 +117,7 @@ DEFAULT_FEATURIZER: dict[str, Any] = {
     "pre_s": 0.5,
     "post_s": 0.5,
     "normalization": "zscore",
-    "use_post_rr": True,
+    "use_post_rr": False,
     "local_beats": 10,
     "long_beats": 200,
     "template_beats": 16,
