@@ -478,11 +478,12 @@ class BeatFeaturizer:
         pos = (beats[:, None] - self._buf_start) + self._offsets[None, :]  # fractional buffer indices
         i0 = np.floor(pos).astype(np.int64)
         frac = pos - i0
-        valid = self._buf[: self._n]
-        padded = np.concatenate([[np.nan], valid, [np.nan, np.nan]])  # index -1 and past the end read NaN
-        lo_idx = np.clip(i0, -1, self._n) + 1
-        hi_idx = np.clip(i0 + 1, -1, self._n) + 1
-        y0, y1 = padded[lo_idx], padded[hi_idx]
+
+        def read(i: np.ndarray) -> np.ndarray:  # buffer values, NaN outside what was received
+            inside = (i >= 0) & (i < self._n)
+            return np.where(inside, self._buf[np.clip(i, 0, max(self._n - 1, 0))], np.nan)
+
+        y0, y1 = read(i0), read(i0 + 1)
         with np.errstate(invalid="ignore"):
             w = y0 + (y1 - y0) * frac
         exact = frac == 0.0

@@ -13,7 +13,7 @@ from replay.serial_source import add_serial_arguments, given_serial_arguments, s
 from replay.sources import parse_source
 
 from .alarms import AlarmConfig
-from .events import EventWriter
+from .events import EventWriter, open_events
 from .runner import MonitorRunner, RunnerConfig
 
 logger = logging.getLogger(__name__)
@@ -81,17 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _open_events(path: str | None, headless: bool):
-    if path is None:
-        return (sys.stdout, False) if headless else (None, False)
-    if path == "-":
-        return sys.stdout, False
-    try:
-        return open(path, "w", encoding="utf-8", buffering=1), True
-    except OSError as err:
-        raise ConfigError(f"cannot write events to {path}: {err.strerror}") from None
-
-
 def _run(args: argparse.Namespace) -> int:
     sources = args.source or ["replay:100"]
     channel: str | int | None = args.channel
@@ -130,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         from .gui.app import run_window
 
         return run_window(config, args)
-    fp, close = _open_events(args.events, args.headless)
+    fp, close = open_events(args.events, default_stdout=True)
     try:
         writer = EventWriter(fp)
         runner = MonitorRunner(config, writer)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 from collections.abc import Callable
 from typing import IO, Any
+
+from replay.errors import ConfigError
 
 #: Event types written by the monitor.
 EVENT_TYPES = ("beat", "status", "gap", "alarm", "summary")
@@ -44,6 +47,33 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+def open_events(path: str | None, *, default_stdout: bool) -> tuple[IO[str] | None, bool]:
+    """Open where events go: a file, ``-`` for stdout, or the default when ``path`` is None.
+
+    Parameters
+    ----------
+    path : str or None
+        The ``--events`` value.
+    default_stdout : bool
+        With no ``path``: stdout (headless) or nowhere (the window).
+
+    Returns
+    -------
+    fp : file or None
+        Line-buffered text stream (None: no event stream).
+    close : bool
+        Whether the caller owns ``fp`` and must close it.
+    """
+    if path is None:
+        return (sys.stdout if default_stdout else None), False
+    if path == "-":
+        return sys.stdout, False
+    try:
+        return open(path, "w", encoding="utf-8", buffering=1), True
+    except OSError as err:
+        raise ConfigError(f"cannot write events to {path}: {err.strerror}") from None
 
 
 class EventWriter:

@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _wait_subscribers(args: argparse.Namespace, pub: Publisher, stream: str, stop: threading.Event) -> bool:
+    """Honour ``--wait-subscribers``: False if stopped (Ctrl-C) while waiting; an error on timeout."""
+    if not args.wait_subscribers:
+        return True
+    print(f"ecg-replay: waiting for {args.wait_subscribers} subscriber(s) on {pub.last_endpoint}", file=sys.stderr)
+    if pub.wait_for_subscribers(stream, args.wait_subscribers, args.wait_timeout, stop):
+        return True
+    if stop.is_set():
+        return False
+    raise SourceError(f"no {args.wait_subscribers} subscriber(s) on {pub.last_endpoint} within {args.wait_timeout} s")
+
+
 def _run_serial(args: argparse.Namespace, port: str) -> int:
     """Bridge a serial sensor into the wire protocol until Ctrl-C (or --duration)."""
     for flag, bad in (("--start", args.start), ("--loop", args.loop), ("--channel", args.channel)):
@@ -97,18 +109,8 @@ def _run_serial(args: argparse.Namespace, port: str) -> int:
     source.open()
     try:
         with Publisher(args.endpoint, allow_wildcard=args.bind, **curve) as pub:
-            if args.wait_subscribers:
-                print(
-                    f"ecg-replay: waiting for {args.wait_subscribers} subscriber(s) on {pub.last_endpoint}",
-                    file=sys.stderr,
-                )
-                if not pub.wait_for_subscribers(source.stream, args.wait_subscribers, args.wait_timeout, stop):
-                    if stop.is_set():
-                        return 0
-                    raise SourceError(
-                        f"no {args.wait_subscribers} subscriber(s) on {pub.last_endpoint} "
-                        f"within {args.wait_timeout} s"
-                    )
+            if not _wait_subscribers(args, pub, source.stream, stop):
+                return 0
             print(
                 f"ecg-replay: serial {port} ({options.describe()}) on {pub.last_endpoint} "
                 f"as stream {source.stream!r}{' (CURVE)' if curve else ''}; Ctrl-C to stop",
@@ -162,18 +164,8 @@ def _run(args: argparse.Namespace) -> int:
         logger.warning("binding %s: the stream is reachable from other machines", args.endpoint)
     with Publisher(args.endpoint, lossless=math.isinf(args.speed), allow_wildcard=args.bind, **curve) as pub:
         stream = args.stream or record.name
-        if args.wait_subscribers:
-            print(
-                f"ecg-replay: waiting for {args.wait_subscribers} subscriber(s) on {pub.last_endpoint}",
-                file=sys.stderr,
-            )
-            if not pub.wait_for_subscribers(stream, args.wait_subscribers, args.wait_timeout, stop):
-                if stop.is_set():
-                    return 0
-                raise SourceError(
-                    f"no {args.wait_subscribers} subscriber(s) on {pub.last_endpoint} "
-                    f"within {args.wait_timeout} s"
-                )
+        if not _wait_subscribers(args, pub, stream, stop):
+            return 0
         print(
             f"ecg-replay: {record.name} ({record.signal.shape[0] / record.fs:.1f} s, "
             f"{record.fs:g} Hz, {', '.join(record.channels)}) on {pub.last_endpoint} "

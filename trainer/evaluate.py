@@ -141,7 +141,6 @@ def evaluate(
     else:
         sel = {r: np.arange(len(data[r])) for r in test_recs}
         desc = f"{protocol} protocol: every detected beat of records {' '.join(test_recs)}"
-    {c: i for i, c in enumerate(clf.classes)}
     if tuple(clf.classes) != CLASSES:
         raise ConfigError(f"{weights}: model classes {clf.classes} differ from {CLASSES}")
     ys, ps, parts, recs_of = [], [], [], []

@@ -378,8 +378,7 @@ def fit(
         train_s = time.perf_counter() - t0
         net = model if ema is None else ema.module
         rec = {"epoch": epoch + 1, "train_loss": total / n, "lr": opt.param_groups[0]["lr"], "train_s": train_s}
-        if val_data is None:  # no selection: the last epoch is the model
-            best = {"score": float(epoch), "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+        if val_data is None:  # no selection: the last epoch is the model (see below the loop)
             history.append(rec)
             msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f} ({train_s:.1f} s)"
         else:
@@ -415,7 +414,10 @@ def fit(
         )
         os.replace(ckpt_path.with_suffix(".tmp"), ckpt_path)
         (out_dir / "history.json").write_text(json.dumps({"select_on": select_on, "best_epoch": best["epoch"] + 1, "epochs": history}, indent=1))
-    if best["state"] is not None:
+    if val_data is None:
+        if ema is not None:
+            model.load_state_dict(ema.module.state_dict())
+    elif best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
     return model.cpu(), history, hp

@@ -17,7 +17,7 @@ import time
 
 from replay.errors import ConfigError
 
-from ..events import EventWriter
+from ..events import EventWriter, open_events
 from ..resources import asset
 from ..runner import MonitorRunner, RunnerConfig
 from .feed import Feed
@@ -63,17 +63,6 @@ def load_classifier(args: argparse.Namespace, runner: MonitorRunner | None = Non
     return Classifier.from_file(path)
 
 
-def _open_events(path: str | None):
-    if path is None:
-        return None, False
-    if path == "-":
-        return sys.stdout, False
-    try:
-        return open(path, "w", encoding="utf-8", buffering=1), True
-    except OSError as err:
-        raise ConfigError(f"cannot write events to {path}: {err.strerror}") from None
-
-
 def run_window(config: RunnerConfig, args: argparse.Namespace) -> int:
     """Run the monitor with its window until the window is closed; return the exit status.
 
@@ -115,7 +104,7 @@ def run_window(config: RunnerConfig, args: argparse.Namespace) -> int:
 
     from .window import MonitorWindow
 
-    fp, close = _open_events(getattr(args, "events", None))
+    fp, close = open_events(getattr(args, "events", None), default_stdout=False)
     feed = Feed()
     writer = EventWriter(fp, sink=feed.sink)
     runner = MonitorRunner(config, writer)
