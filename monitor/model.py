@@ -59,6 +59,7 @@ __all__ = [
     "build_model",
     "default_hparams",
     "load_model",
+    "logit_bias",
     "save_weights",
 ]
 
@@ -280,8 +281,38 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     hp = meta["hparams"]
     if hp.get("n_classes") != len(meta["classes"]) or hp.get("n_rr") != len(meta["rr_names"]):
         raise ConfigError(f"{where}: metadata inconsistent (classes or RR features do not match hparams)")
+    try:
+        logit_bias(meta)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     model.eval()
     return model, meta
+
+
+def logit_bias(meta: dict[str, Any]) -> np.ndarray:
+    """The per-class logit offsets of a model's metadata (zeros when it has none).
+
+    ``meta["logit_bias"]``, written by ``ecg-train --calibrate``, holds one
+    finite offset per class (in the order of ``meta["classes"]``) added to
+    the logits before the softmax: a prior correction fitted on
+    out-of-fold predictions (see :mod:`trainer.calibrate`).
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not a list of one finite number per class.
+    """
+    n = len(meta["classes"])
+    raw = meta.get("logit_bias")
+    if raw is None:
+        return np.zeros(n, np.float32)
+    try:
+        b = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        b = None
+    if b is None or b.shape != (n,) or not np.isfinite(b).all():
+        raise ConfigError(f"metadata 'logit_bias' must be a list of {n} finite numbers (one per class), got {raw!r:.80}")
+    return b.astype(np.float32)
 
 
 class Classifier:
@@ -313,6 +344,7 @@ class Classifier:
         hp = meta["hparams"]
         self.input_shape = (int(hp["in_channels"]), int(hp["n_window"]))
         self.n_rr = int(hp["n_rr"])
+        self.logit_bias = torch.from_numpy(logit_bias(meta)).to(self.device)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:
@@ -344,7 +376,8 @@ class Classifier:
         Returns
         -------
         numpy.ndarray of float32, shape (k, n_classes)
-            Probabilities, in the order of :attr:`classes`.
+            Probabilities, in the order of :attr:`classes`: the softmax of
+            the logits plus the model's :func:`logit_bias` offsets.
         """
         windows = np.asarray(windows, dtype=np.float32)
         rr = np.asarray(rr, dtype=np.float32)
@@ -358,7 +391,7 @@ class Classifier:
             for i in range(0, windows.shape[0], batch_size):
                 w = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
                 r = torch.from_numpy(rr[i : i + batch_size]).to(self.device)
-                out[i : i + batch_size] = torch.softmax(self.model(w, r), dim=1).cpu().numpy()
+                out[i : i + batch_size] = torch.softmax(self.model(w, r) + self.logit_bias, dim=1).cpu().numpy()
         return out
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:

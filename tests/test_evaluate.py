@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
+from monitor.labels import CLASSES
+from monitor.model import Classifier
 from trainer import cli as train_cli
 from trainer import evaluate
 
@@ -73,13 +77,13 @@ def test_train_bad_config_is_one_line_error(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "epochs" in err[0]
 
 
-def test_train_cv_chooses_epochs_over_folds(mitdb, tmp_path):
+def test_train_cv_chooses_epochs_over_folds_and_calibrates(mitdb, tmp_path):
     cache = tmp_path / "cache"
     out = tmp_path / "cv"
     rc = train_cli.main(
         [
             "--protocol", "inter", "--records", "106,119,208;100", "--duration", "60", "--epochs", "2", "--cv",
-            "--val-folds", "3", "--data-dir", str(mitdb), "--out", str(out), "--cache", str(cache), "--threads", "1",
+            "--calibrate", "--val-folds", "3", "--data-dir", str(mitdb), "--out", str(out), "--cache", str(cache), "--threads", "1",
             "--no-progress",
         ]
     )  # fmt: skip
@@ -96,6 +100,51 @@ def test_train_cv_chooses_epochs_over_folds(mitdb, tmp_path):
     assert len(hist["epochs"]) == cv["best_epoch"] and "val_aami_nsv_f1" in hist["epochs"][0]
     for k in range(3):
         assert (out / f"cv-fold-{k}" / "history.json").exists()
+    # out-of-fold logits: what each fold's validation scored, every epoch
+    best = cv["best_epoch"]
+    cal = cv["calibration"]
+    assert cal["epoch"] == best and list(cal["logit_bias"]) == list(CLASSES)
+    assert cal["oof_after"]["aami_nsv_f1"] >= cal["oof_before"]["aami_nsv_f1"]
+    n_beats, n_right = 0, 0.0
+    for k in range(3):
+        fold_hist = json.loads((out / f"cv-fold-{k}" / "history.json").read_text())["epochs"]
+        for e in (1, 2):
+            z = np.load(out / f"cv-fold-{k}" / "val_logits" / f"epoch-{e}.npy")
+            assert z.shape[1] == len(CLASSES) and z.shape[0] > 0
+        z = np.load(out / f"cv-fold-{k}" / "val_logits" / f"epoch-{best}.npy")
+        n_beats += len(z)
+        n_right += fold_hist[best - 1]["val_accuracy"] * len(z)
+    assert cal["beats"] == n_beats
+    # pooled out-of-fold accuracy before the offsets = the folds' validation accuracies, weighted
+    assert np.isclose(cal["oof_before"]["accuracy"], n_right / n_beats)
+    # the offsets travel in the weights file and the classifier adds them to the logits
+    clf = Classifier.from_file(out / "model.pt")
+    assert np.allclose(clf.logit_bias.numpy(), [cal["logit_bias"][c] for c in CLASSES])
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(5, *clf.input_shape)).astype(np.float32)
+    r = np.abs(rng.normal(1, 0.2, size=(5, clf.n_rr))).astype(np.float32)
+    with torch.no_grad():
+        z = clf.model(torch.from_numpy(w), torch.from_numpy(r)) + clf.logit_bias
+    assert np.allclose(clf.predict_proba(w, r), torch.softmax(z, 1).numpy(), atol=1e-6)
+    # ecg-eval applies them, and --no-logit-bias measures the model without them
+    for flag, used in (([], True), (["--no-logit-bias"], False)):
+        ev = tmp_path / f"eval{len(flag)}"
+        rc = evaluate.main(
+            ["--weights", str(out / "model.pt"), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
+             "--out", str(ev), "--cache", str(cache), "--no-progress", *flag]
+        )  # fmt: skip
+        assert rc == 0
+        m = json.loads((ev / "metrics.json").read_text())
+        assert m["logit_bias_ignored"] is not used
+        assert m["logit_bias"] == (cal["logit_bias"] if used else dict.fromkeys(CLASSES, 0.0))
+        assert ("ignored: --no-logit-bias" in (ev / "report.md").read_text()) is not used
+
+
+def test_calibrate_needs_cv(capsys):
+    rc = train_cli.main(["--calibrate", "--no-cv", "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "calibrate needs cv" in err and "Traceback" not in err
 
 
 def test_train_cv_refuses_seed_protocol(capsys):

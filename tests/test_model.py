@@ -119,6 +119,30 @@ def test_bad_files(tmp_path):
         save_weights(tmp_path / "x.pt", m, {k: v for k, v in meta.items() if k != "classes"})
 
 
+def test_logit_bias_shifts_probabilities_and_bad_bias_is_rejected(tmp_path):
+    import json
+
+    meta = _meta()
+    torch.manual_seed(0)
+    m = build_model(meta).eval()
+    x, r = torch.randn(4, 2, 128), torch.rand(4, 10) + 0.5
+    plain = Classifier(*load_model(save_weights(tmp_path / "plain.pt", m, meta)))
+    assert not plain.logit_bias.any()  # files without offsets: none applied
+    bias = [0.0, 0.0, 0.0, 1.0, 0.0, -20.0, 0.0]  # favour A, never F
+    clf = Classifier(*load_model(save_weights(tmp_path / "b.pt", m, {**meta, "logit_bias": bias})))
+    p0, p1 = plain.predict_proba(x.numpy(), r.numpy()), clf.predict_proba(x.numpy(), r.numpy())
+    # adding offsets to the logits = multiplying the probabilities by exp(offset), renormalised
+    expect = p0 * np.exp(bias)
+    np.testing.assert_allclose(p1, expect / expect.sum(1, keepdims=True), rtol=1e-4, atol=1e-7)
+    assert (p1[:, CLASSES.index("F")] < 1e-6).all()
+    blob = torch.load(tmp_path / "b.pt", weights_only=True)
+    for bad in ([0.0] * 3, [0.0, 0.0, 0.0, float("nan"), 0.0, 0.0, 0.0], "high", {"F": -1}):
+        blob["meta_json"] = json.dumps({**meta, "logit_bias": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="bad.pt: metadata 'logit_bias' must be a list of 7 finite numbers"):
+            load_model(tmp_path / "bad.pt")
+
+
 def test_shipped_model():
     path = asset("model.pt")
     if not path.exists():

@@ -106,8 +106,12 @@ def evaluate(
     cache: str | None = None,
     threads: int | None = None,
     progress: bool = True,
+    use_logit_bias: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
+
+    ``use_logit_bias=False`` ignores the weights' per-class logit offsets
+    (``ecg-train --calibrate``), to measure what they change.
 
     Returns
     -------
@@ -122,6 +126,8 @@ def evaluate(
     from .train import default_threads
 
     clf = Classifier.from_file(weights, threads=threads or default_threads())
+    if not use_logit_bias:
+        clf.logit_bias.zero_()
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +202,8 @@ def evaluate(
         "aami_confusion": ca.tolist(),
         "featurizer": fz_settings,
         "training": train_info,
+        "logit_bias": dict(zip(CLASSES, clf.logit_bias.cpu().tolist())),
+        "logit_bias_ignored": not use_logit_bias and "logit_bias" in clf.meta,
     }
     no232 = rec_all[ok] != "232"
     if (~no232).any():
@@ -302,6 +310,9 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         f"* classified beats (matched to a reference beat with a class): {m['n_beats_classified']}",
         f"* detections without a reference beat within 150 ms: {m['n_detections_without_reference']}",
         f"* accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, macro one-vs-rest ROC-AUC {m['roc_auc_macro']:.3f}",
+        "* logit offsets added before the softmax: "
+        + (", ".join(f"{c} {b:+.2f}" for c, b in m["logit_bias"].items()) if any(m["logit_bias"].values()) else "none")
+        + (" (the file's offsets were ignored: --no-logit-bias)" if m["logit_bias_ignored"] else ""),
         "",
         "## Per model class",
         "",
@@ -360,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="use only the first SECONDS of each record (quick runs)")
     p.add_argument("--cache", default=None, help="dataset cache directory")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-logit-bias", action="store_true",
+                   help="ignore the per-class logit offsets stored in the weights (ecg-train --calibrate), to measure their effect")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -373,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         recs = [r for r in args.records.split(",") if r] if args.records else None
         m = evaluate(
             args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
-            cache=args.cache, threads=args.threads, progress=not args.no_progress,
+            cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

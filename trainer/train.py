@@ -39,14 +39,14 @@ import torch
 from torch import nn
 
 from monitor.beats import BeatFeaturizer
-from monitor.labels import AAMI_CLASSES, CLASSES, labels_to_aami
+from monitor.labels import CLASSES
 from monitor.model import ARCHITECTURE, build_model, default_hparams, save_weights
 from replay import __version__
 from replay._validate import check_option
 from replay.errors import ConfigError
 
 from . import dataset as ds
-from .metrics import confusion, macro_f1, per_class
+from .calibrate import fit_logit_bias, score_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,14 @@ class TrainConfig:
         averaged over the folds per epoch, then a final run on every training
         record for the epoch count with the best mean.  Costs ``val_folds + 1``
         trainings; ``val_fold`` and ``patience`` are then unused.
+    calibrate : bool
+        With ``cv``: fit one logit offset per class on the out-of-fold
+        predictions of the cross-validation (every training beat predicted
+        by the fold model that did not see its patient, at the chosen epoch
+        count) so as to maximise the same validation score
+        (:func:`trainer.calibrate.fit_logit_bias`), and store the offsets in
+        the weights file; the monitor adds them to the logits.  Undoes the
+        over-calling of rare classes that class weights cause.
     threads : int or None
         ``torch.set_num_threads`` (default :func:`default_threads`: half the
         CPU cores, at most 4, so 1 on a 2-core machine).
@@ -138,6 +146,7 @@ class TrainConfig:
     val_folds: int = 5
     val_fold: int = 4
     cv: bool = False
+    calibrate: bool = False
     threads: int | None = None
     device: str = "auto"
     featurizer: dict = field(default_factory=lambda: dict(ds.DEFAULT_FEATURIZER))
@@ -170,6 +179,10 @@ class TrainConfig:
             raise ConfigError(f"cv must be true or false, got {self.cv!r}")
         if self.cv and self.protocol == "seed":
             raise ConfigError("cv (cross-validation over patients) needs the inter or all protocol; the seed protocol splits by beat")
+        if not isinstance(self.calibrate, bool):
+            raise ConfigError(f"calibrate must be true or false, got {self.calibrate!r}")
+        if self.calibrate and not self.cv:
+            raise ConfigError("calibrate needs cv: the logit offsets are fitted on the out-of-fold predictions of the cross-validation")
         if self.cv and self.val_folds < 2:
             raise ConfigError(f"cv needs val_folds >= 2, got {self.val_folds}")
         if self.patience < 0:
@@ -238,10 +251,24 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def evaluate_arrays(model: nn.Module, w: np.ndarray, r: np.ndarray, y: np.ndarray, device: torch.device, loss_fn=None, batch: int = 2048) -> dict[str, Any]:
-    """Loss, accuracy, macro-F1 and AAMI N/S/V Se, +P of a model on labelled beats (y >= 0)."""
+def evaluate_arrays(
+    model: nn.Module,
+    w: np.ndarray,
+    r: np.ndarray,
+    y: np.ndarray,
+    device: torch.device,
+    loss_fn=None,
+    batch: int = 2048,
+    *,
+    return_logits: bool = False,
+) -> dict[str, Any]:
+    """Loss, accuracy, macro-F1 and AAMI N/S/V Se, +P of a model on labelled beats (y >= 0).
+
+    With ``return_logits`` the result also holds ``logits`` (float32 array,
+    shape (n, n_classes)).
+    """
     model.eval()
-    probs, losses = [], 0.0
+    chunks, losses = [], 0.0
     with torch.no_grad():
         for i in range(0, len(y), batch):
             wb = torch.from_numpy(w[i : i + batch]).to(device)
@@ -249,21 +276,11 @@ def evaluate_arrays(model: nn.Module, w: np.ndarray, r: np.ndarray, y: np.ndarra
             logits = model(wb, rb)
             if loss_fn is not None:
                 losses += float(loss_fn(logits, torch.from_numpy(y[i : i + batch]).to(device))) * len(wb)
-            probs.append(torch.softmax(logits, 1).cpu().numpy())
-    p = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)), np.float32)
-    pred = p.argmax(1)
-    c = confusion(y, pred, len(CLASSES))
-    ca = confusion(labels_to_aami(y), labels_to_aami(pred), len(AAMI_CLASSES))
-    pa = per_class(ca, AAMI_CLASSES)
-    nsv = [pa[k]["f1"] for k in ("N", "S", "V") if pa[k]["support"] > 0]
-    out = {
-        "loss": losses / max(1, len(y)),
-        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-        "macro_f1": macro_f1(c),
-        "aami_nsv_f1": float(np.nanmean(nsv)) if nsv else float("nan"),
-    }
-    for k in ("N", "S", "V"):
-        out[f"{k}_se"], out[f"{k}_ppv"] = pa[k]["se"], pa[k]["ppv"]
+            chunks.append(logits.float().cpu().numpy())
+    z = np.concatenate(chunks) if chunks else np.zeros((0, len(CLASSES)), np.float32)
+    out: dict[str, Any] = {"loss": losses / max(1, len(y)), **score_predictions(y, z.argmax(1))}
+    if return_logits:
+        out["logits"] = z
     return out
 
 
@@ -275,6 +292,7 @@ def fit(
     *,
     select_on: str = "aami_nsv_f1",
     resume: bool = False,
+    keep_val_logits: bool = False,
 ) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
     """Train a model on arrays; return (best model, history, hparams).
 
@@ -292,6 +310,9 @@ def fit(
         Validation metric (higher is better) for model selection and early stopping.
     resume : bool
         Continue from ``out_dir/checkpoint.pt``.
+    keep_val_logits : bool
+        Save the validation logits of every epoch K as
+        ``out_dir/val_logits/epoch-K.npy`` (float32, shape (n_val, n_classes)).
     """
     from tqdm import tqdm
 
@@ -382,7 +403,10 @@ def fit(
             history.append(rec)
             msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f} ({train_s:.1f} s)"
         else:
-            vm = evaluate_arrays(net, wv, rv, yv, device, val_loss_fn)
+            vm = evaluate_arrays(net, wv, rv, yv, device, val_loss_fn, return_logits=keep_val_logits)
+            if keep_val_logits:
+                (out_dir / "val_logits").mkdir(exist_ok=True)
+                np.save(out_dir / "val_logits" / f"epoch-{epoch + 1}.npy", vm.pop("logits"))
             rec.update({f"val_{k}": v for k, v in vm.items()})
             history.append(rec)
             score = vm[select_on]
@@ -491,6 +515,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
             "version": __version__,
         },
     }
+    if cv_info is not None and "calibration" in cv_info:
+        meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
@@ -551,7 +577,7 @@ def cross_validate(cfg: TrainConfig, data, out: Path, *, select_on: str = "aami_
         metrics), ``folds`` (per fold: validation records and per-epoch
         ``val_{select_on}``) and ``description``.
     """
-    runs, folds = [], []
+    runs, folds, fold_labels = [], [], []
     for k in range(cfg.val_folds):
         split = _split(cfg, data, val_fold=k)
         logger.info("cross-validation fold %d/%d: %s", k + 1, cfg.val_folds, split.description)
@@ -559,8 +585,12 @@ def cross_validate(cfg: TrainConfig, data, out: Path, *, select_on: str = "aami_
         wv, rv, yv, _ = ds.stack(data, split.val)
         fold_dir = out / f"cv-fold-{k}"
         fold_cfg = replace(cfg, patience=0)
-        _, hist, _ = fit((wt, rt, yt), (wv, rv, yv), fold_cfg, fold_dir, select_on=select_on, resume=resume and (fold_dir / "checkpoint.pt").exists())
+        _, hist, _ = fit(
+            (wt, rt, yt), (wv, rv, yv), fold_cfg, fold_dir, select_on=select_on,
+            resume=resume and (fold_dir / "checkpoint.pt").exists(), keep_val_logits=cfg.calibrate,
+        )  # fmt: skip
         runs.append(hist)
+        fold_labels.append(yv)
         folds.append({"val_records": split.records("val"), f"val_{select_on}": [h[f"val_{select_on}"] for h in hist]})
     n_ep = min(len(h) for h in runs)
     keys = [k for k in runs[0][0] if k.startswith("val_")]
@@ -577,4 +607,35 @@ def cross_validate(cfg: TrainConfig, data, out: Path, *, select_on: str = "aami_
         f"{scores[best - 1]:.4f} after {best} epochs"
     )
     logger.info("%s", desc)
-    return {"best_epoch": best, "mean": mean, "folds": folds, "description": desc}
+    info = {"best_epoch": best, "mean": mean, "folds": folds, "description": desc}
+    if cfg.calibrate:
+        info["calibration"] = _calibrate(out, best, fold_labels, select_on)
+    return info
+
+
+def _calibrate(out: Path, epoch: int, fold_labels: list[np.ndarray], select_on: str) -> dict[str, Any]:
+    """Fit logit offsets on the folds' out-of-fold logits after ``epoch`` epochs."""
+    parts = []
+    for k, yv in enumerate(fold_labels):
+        f = out / f"cv-fold-{k}" / "val_logits" / f"epoch-{epoch}.npy"
+        try:
+            z = np.load(f)
+        except OSError as exc:
+            raise ConfigError(f"{f}: out-of-fold logits missing ({exc}); rerun the cross-validation with calibrate on") from None
+        if z.shape != (len(yv), len(CLASSES)):
+            raise ConfigError(f"{f}: shape {z.shape} does not match the fold's {len(yv)} validation beats")
+        parts.append(z)
+    z, y = np.concatenate(parts), np.concatenate(fold_labels)
+    bias, _, _ = fit_logit_bias(z, y, score=select_on)
+    before, after = score_predictions(y, z.argmax(1)), score_predictions(y, (z + bias).argmax(1))
+    logger.info(
+        "out-of-fold (%d beats): %s %.4f -> %.4f with logit offsets %s",
+        len(y), select_on, before[select_on], after[select_on], dict(zip(CLASSES, bias.round(2).tolist())),
+    )  # fmt: skip
+    return {
+        "logit_bias": dict(zip(CLASSES, bias.tolist())),
+        "epoch": epoch,
+        "beats": len(y),
+        "oof_before": before,
+        "oof_after": after,
+    }
