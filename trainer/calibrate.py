@@ -32,7 +32,6 @@ True
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
