@@ -14,8 +14,12 @@ With cross-validation (``ecg-train --cv``) every training beat gets an
 at the epoch count the cross-validation chose.  :func:`fit_logit_bias` then
 maximises the same validation score that chose the epochs (mean F1 of the
 AAMI classes N, S and V) over those predictions by coordinate ascent over a
-grid, one class at a time.  Offsets that do not change the score stay at 0,
-so a class the score ignores is only moved where that helps the others.
+grid.  There is one offset per *AAMI* class, shared by the model classes
+that map to it (N, L and R share AAMI N's, which is the reference, 0): the
+score only sees AAMI classes, and separate offsets for N, L and R would let
+one of them (say R) grab beats of other classes and stay "right" for AAMI
+while the 7-class label says right bundle branch block on normal beats.
+Offsets that do not change the score stay at 0.
 
 Examples
 --------
@@ -88,6 +92,7 @@ def fit_logit_bias(
     grid: np.ndarray | None = None,
     sweeps: int = 4,
     min_gain: float = 1e-4,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Per-class logit offsets that maximise a score of ``argmax(logits + bias)``.
 
@@ -106,11 +111,15 @@ def fit_logit_bias(
         Passes over the classes (stops early when a pass changes nothing).
     min_gain : float
         Smallest score gain that moves an offset away from its value.
+    groups : numpy.ndarray of int, shape (n_classes,), optional
+        Classes with the same group number share one offset; the first
+        class's group is the reference (offset 0).  Default: the AAMI class
+        of each of :data:`~monitor.labels.CLASSES`.
 
     Returns
     -------
     bias : numpy.ndarray of float64, shape (n_classes,)
-        The offsets (the first class's, the reference, is 0).
+        The offset of each class (0 for the reference group).
     before, after : float
         The score without and with the offsets.
     """
@@ -125,24 +134,36 @@ def fit_logit_bias(
         raise ConfigError(f"unknown score {score!r}; choose from {', '.join(probe)}")
     grid = DEFAULT_GRID if grid is None else np.asarray(grid, dtype=np.float64)
     grid = grid[np.argsort(np.abs(grid), kind="stable")]
+    if groups is None:
+        if logits.shape[1] != len(CLASSES):
+            raise ConfigError(f"logits have {logits.shape[1]} classes; give groups for other than the {len(CLASSES)} model classes")
+        groups = labels_to_aami(np.arange(len(CLASSES)))
+    groups = np.asarray(groups)
+    if groups.shape != (logits.shape[1],):
+        raise ConfigError(f"groups must give one group per class ({logits.shape[1]}), got shape {groups.shape}")
+    names, member = np.unique(groups, return_inverse=True)
+    ref = member[0]
 
-    def value(b: np.ndarray) -> float:
-        v = score_predictions(y, (logits + b).argmax(1))[score]
+    def value(g: np.ndarray) -> float:
+        v = score_predictions(y, (logits + g[member]).argmax(1))[score]
         return v if np.isfinite(v) else -np.inf
 
-    bias = np.zeros(logits.shape[1])
-    before = best = value(bias)
+    off = np.zeros(len(names))
+    before = best = value(off)
     for _ in range(sweeps):
         moved = False
-        for c in range(1, logits.shape[1]):  # class 0 is the reference
-            trial = bias.copy()
+        for k in range(len(names)):
+            if k == ref:
+                continue
+            trial = off.copy()
             for b in grid:
-                trial[c] = b
+                trial[k] = b
                 v = value(trial)
                 if v > best + min_gain:
-                    best, bias, moved = v, trial.copy(), True
+                    best, off, moved = v, trial.copy(), True
         if not moved:
             break
+    bias = off[member]
     logger.info("logit offsets %s: %s %.4f -> %.4f", dict(zip(CLASSES, bias.tolist())), score, before, best)
     return bias, float(before), float(best)
 
