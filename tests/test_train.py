@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from monitor.labels import CLASSES
 from replay.errors import ConfigError
+from trainer.augment import time_stretch
 from trainer.train import TrainConfig, class_weights, fit, load_config_file
 
 
@@ -86,9 +88,31 @@ def test_config_file(tmp_path):
 def test_ema_and_augmentation_still_learn(tmp_path):
     cfg = TrainConfig(
         epochs=3, batch_size=32, lr=3e-3, seed=0, progress=False, threads=1, patience=0,
-        ema_decay=0.9, augment_noise=0.05, augment_shift=3,
+        ema_decay=0.9, augment_noise=0.05, augment_shift=3, augment_stretch=0.2,
     )  # fmt: skip
     _, hist, _ = fit(_toy(600, 0), _toy(200, 1), cfg, tmp_path)
     assert hist[-1]["val_accuracy"] > 0.95
     with pytest.raises(ConfigError, match="ema_decay"):
         TrainConfig(ema_decay=1.0).validate()
+    for bad in (-0.1, 1.0, "x"):
+        with pytest.raises(ConfigError, match="augment_stretch"):
+            TrainConfig(augment_stretch=bad).validate()
+
+
+def test_time_stretch_keeps_the_r_peak_and_scales_widths():
+    n, centre = 128, 64.0
+    t = torch.arange(n, dtype=torch.float32)
+    beat = torch.exp(-0.5 * ((t - centre) / 4.0) ** 2)  # a "QRS" of SD 4 samples at the R peak
+    w = torch.stack([beat, beat]).unsqueeze(0).repeat(3, 1, 1)  # beat and template channels
+    out = time_stretch(w, torch.tensor([1.0, 1.5, 0.8]), centre)
+    assert out.shape == w.shape
+    torch.testing.assert_close(out[0], w[0])  # factor 1: unchanged
+    assert torch.equal(out[:, 0], out[:, 1])  # template stretched with its beat
+    assert (out.argmax(2) == int(centre)).all()  # the R peak stays put
+    x = out[:, 0]
+    width = ((x * (t - centre) ** 2).sum(1) / x.sum(1)).sqrt()  # RMS width, samples
+    torch.testing.assert_close(width / width[0], torch.tensor([1.0, 1.5, 0.8]), atol=0.03, rtol=0)
+    with pytest.raises(ValueError, match="> 0"):
+        time_stretch(w, torch.tensor([1.0, 0.0, 1.0]), centre)
+    with pytest.raises(ValueError, match="factors"):
+        time_stretch(w, torch.ones(2), centre)

@@ -27,7 +27,7 @@ _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
-    "calibrate",
+    "calibrate", "augment_stretch",
 )  # fmt: skip
 
 
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
+    p.add_argument("--augment-stretch", type=float, default=d,
+                   help="stretch each training beat in time about its R peak by up to this fraction, e.g. 0.15 (default 0: off)")
     p.add_argument("--seed", type=int, default=d, help="random seed (default 0)")
     p.add_argument("--patience", type=int, default=d, help="early stopping patience in epochs, 0 = off (default 12)")
     p.add_argument("--val-folds", type=int, default=d, help="patient-wise validation folds of the training records (default 5)")

@@ -46,6 +46,7 @@ from replay._validate import check_option
 from replay.errors import ConfigError
 
 from . import dataset as ds
+from .augment import time_stretch
 from .calibrate import fit_logit_bias, score_predictions
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ class TrainConfig:
     augment_shift : int
         Largest random time shift of a training batch, in samples at the
         model rate (0: off).
+    augment_stretch : float
+        Largest relative change of the time scale: each training beat and
+        its template are stretched about the R peak by a factor drawn
+        log-uniformly from ``[1 / (1 + a), 1 + a]``
+        (:func:`trainer.augment.time_stretch`; 0: off).
     class_weight_power : float
         Class weights are ``(n / (k * n_c)) ** power`` (1: "balanced", 0: none).
     max_class_weight : float
@@ -139,6 +145,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     augment_noise: float = 0.0
     augment_shift: int = 0
+    augment_stretch: float = 0.0
     class_weight_power: float = 1.0
     max_class_weight: float = 50.0
     seed: int = 0
@@ -175,6 +182,8 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.augment_noise < 0 or self.augment_shift < 0:
             raise ConfigError("augment_noise and augment_shift must be >= 0")
+        if not (isinstance(self.augment_stretch, (int, float)) and 0 <= self.augment_stretch < 1):
+            raise ConfigError(f"augment_stretch must be in [0, 1), got {self.augment_stretch!r}")
         if not isinstance(self.cv, bool):
             raise ConfigError(f"cv must be true or false, got {self.cv!r}")
         if self.cv and self.protocol == "seed":
@@ -361,6 +370,8 @@ def fit(
         logger.info("resuming at epoch %d (best so far %.4f at epoch %d)", start_epoch + 1, best["score"], best["epoch"] + 1)
     wt_t, rt_t, yt_t = torch.from_numpy(wt), torch.from_numpy(rt), torch.from_numpy(yt)
     n = len(yt)
+    fz = BeatFeaturizer(360.0, **cfg.featurizer)
+    r_centre = fz.pre_s * fz.model_fs  # the R peak's index in a window
     logger.info(
         "training %d beats, validating on %d; class weights %s; %d parameters; device %s, %d threads",
         n, len(yv), dict(zip(CLASSES, np.round(cw, 2).tolist())), sum(p.numel() for p in model.parameters()),
@@ -380,7 +391,9 @@ def fit(
             if idx.numel() < 2:
                 continue  # BatchNorm needs two beats
             wb, rb, yb = wt_t[idx], rt_t[idx], yt_t[idx]
-            if cfg.augment_shift:
+            if cfg.augment_stretch:
+                u = torch.rand(idx.numel(), generator=gen) * 2 - 1
+                wb = time_stretch(wb, torch.exp(u * np.log1p(cfg.augment_stretch)), r_centre)
                 k = int(torch.randint(-cfg.augment_shift, cfg.augment_shift + 1, (1,), generator=gen))
                 wb = torch.roll(wb, k, dims=2)
             if cfg.augment_noise:
