@@ -99,6 +99,16 @@ def test_ema_and_augmentation_still_learn(tmp_path):
             TrainConfig(augment_stretch=bad).validate()
 
 
+def test_each_augmentation_acts_on_its_own(tmp_path):
+    # every augmentation changes training by itself, not only alongside another
+    base = dict(epochs=1, batch_size=32, seed=0, progress=False, threads=1, patience=0)
+    losses = {}
+    for name, extra in (("none", {}), ("shift", {"augment_shift": 3}), ("noise", {"augment_noise": 0.05}), ("stretch", {"augment_stretch": 0.2})):
+        _, hist, _ = fit(_toy(300, 0), _toy(100, 1), TrainConfig(**base, **extra), tmp_path / name)
+        losses[name] = hist[0]["train_loss"]
+    assert len(set(losses.values())) == 4, losses
+
+
 def test_time_stretch_keeps_the_r_peak_and_scales_widths():
     n, centre = 128, 64.0
     t = torch.arange(n, dtype=torch.float32)

@@ -394,6 +394,7 @@ def fit(
             if cfg.augment_stretch:
                 u = torch.rand(idx.numel(), generator=gen) * 2 - 1
                 wb = time_stretch(wb, torch.exp(u * np.log1p(cfg.augment_stretch)), r_centre)
+            if cfg.augment_shift:
                 k = int(torch.randint(-cfg.augment_shift, cfg.augment_shift + 1, (1,), generator=gen))
                 wb = torch.roll(wb, k, dims=2)
             if cfg.augment_noise:
