@@ -35,16 +35,12 @@ True
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from monitor.labels import AAMI_CLASSES, CLASSES, labels_to_aami
 from replay.errors import ConfigError
 
 from .metrics import confusion, macro_f1, per_class
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_GRID", "fit_logit_bias", "score_predictions"]
 
@@ -163,7 +159,5 @@ def fit_logit_bias(
                     best, off, moved = v, trial.copy(), True
         if not moved:
             break
-    bias = off[member]
-    logger.info("logit offsets %s: %s %.4f -> %.4f", dict(zip(CLASSES, bias.tolist())), score, before, best)
-    return bias, float(before), float(best)
+    return off[member], float(before), float(best)
 

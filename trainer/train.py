@@ -370,8 +370,9 @@ def fit(
         logger.info("resuming at epoch %d (best so far %.4f at epoch %d)", start_epoch + 1, best["score"], best["epoch"] + 1)
     wt_t, rt_t, yt_t = torch.from_numpy(wt), torch.from_numpy(rt), torch.from_numpy(yt)
     n = len(yt)
-    fz = BeatFeaturizer(360.0, **cfg.featurizer)
-    r_centre = fz.pre_s * fz.model_fs  # the R peak's index in a window
+    if cfg.augment_stretch:
+        fz = BeatFeaturizer(360.0, **cfg.featurizer)
+        r_centre = fz.pre_s * fz.model_fs  # the R peak's index in a window
     logger.info(
         "training %d beats, validating on %d; class weights %s; %d parameters; device %s, %d threads",
         n, len(yv), dict(zip(CLASSES, np.round(cw, 2).tolist())), sum(p.numel() for p in model.parameters()),
