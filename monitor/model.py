@@ -13,6 +13,15 @@ Architecture (the seed project's, sized for real time on a CPU core)
   ReLU and dropout, and a linear layer giving one logit per class
   (softmax gives the probabilities).
 
+Ensembles
+---------
+A weights file may hold several members of the same architecture
+(``meta["members"]``, written by ``ecg-train --cv --ensemble``).  The module
+is then an :class:`Ensemble` whose output is the logarithm of the members'
+*mean probability*, so that its softmax (what :class:`Classifier` returns)
+is the average of the members' softmax outputs.  Files without the entry
+hold one model, as before.
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -54,13 +63,17 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ARCHITECTURE",
     "FORMAT",
+    "MAX_MEMBERS",
     "Classifier",
     "CnnBiLstm",
+    "Ensemble",
     "build_model",
     "default_hparams",
     "load_model",
     "logit_bias",
+    "member_count",
     "save_weights",
+    "select_member",
 ]
 
 #: Tag of the weights files written by :func:`save_weights`.
@@ -69,6 +82,8 @@ FORMAT = "ecg-monitor-classifier"
 FORMAT_VERSION = 1
 #: Name of the only architecture so far.
 ARCHITECTURE = "cnn-bilstm"
+#: Largest number of ensemble members a weights file may hold.
+MAX_MEMBERS = 16
 
 
 def default_hparams(in_channels: int, n_window: int, n_rr: int, n_classes: int) -> dict[str, Any]:
@@ -166,18 +181,96 @@ class CnnBiLstm(nn.Module):
         return self.head(z)
 
 
+class Ensemble(nn.Module):
+    """Several models of one architecture whose probabilities are averaged.
+
+    Parameters
+    ----------
+    members : sequence of torch.nn.Module
+        Models mapping ``(windows, rr)`` to logits of the same classes.
+
+    Notes
+    -----
+    :meth:`forward` returns ``log(mean_k softmax(z_k))`` (a log-probability,
+    computed with ``logsumexp``), so ``softmax(forward(x))`` is the mean of
+    the members' probabilities and ``argmax`` picks the class of highest
+    mean probability.  Adding per-class offsets to it (see
+    :func:`logit_bias`) reweights the mean probabilities by ``exp(offset)``,
+    the same prior correction as for one model.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ConfigError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, windows: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        """Return log mean probabilities (batch, n_classes) of the members."""
+        logp = torch.stack([torch.log_softmax(m(windows, rr), dim=1) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - float(np.log(len(self.members)))
+
+
 _BUILDERS = {ARCHITECTURE: CnnBiLstm}
 
 
+def member_count(meta: dict[str, Any]) -> int:
+    """Number of models in a weights file's metadata (``members``; 1 when absent).
+
+    Raises
+    ------
+    ConfigError
+        When ``members`` is not an integer from 1 to :data:`MAX_MEMBERS`.
+    """
+    raw = meta.get("members", 1)
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_MEMBERS:
+        raise ConfigError(f"metadata 'members' must be an integer from 1 to {MAX_MEMBERS}, got {raw!r:.40}")
+    return raw
+
+
 def build_model(meta: dict[str, Any]) -> nn.Module:
-    """Build an untrained model from metadata (``architecture`` and ``hparams``)."""
+    """Build an untrained model from metadata (``architecture``, ``hparams`` and optional ``members``).
+
+    Returns one model, or an :class:`Ensemble` of ``meta["members"]`` models
+    when that is more than 1.
+    """
     arch = meta.get("architecture")
     if arch not in _BUILDERS:
         raise ConfigError(f"unknown architecture {arch!r}; this version knows {', '.join(_BUILDERS)}")
+    k = member_count(meta)
     try:
-        return _BUILDERS[arch](**meta["hparams"])
+        models = [_BUILDERS[arch](**meta["hparams"]) for _ in range(k)]
     except (TypeError, KeyError) as exc:
         raise ConfigError(f"bad hyper-parameters for {arch}: {exc}") from None
+    return models[0] if k == 1 else Ensemble(models)
+
+
+def select_member(model: nn.Module, meta: dict[str, Any], index: int) -> tuple[nn.Module, dict[str, Any]]:
+    """One member of an ensemble as a model of its own, with matching metadata.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from :func:`load_model` (an :class:`Ensemble` or one model).
+    meta : dict
+        Its metadata.
+    index : int
+        Member index, 0-based (``ecg-train --ensemble`` stores the final
+        model first, then the fold models in fold order).  A single model
+        is its own member 0.
+
+    Returns
+    -------
+    model, meta
+        The member (in eval mode) and a copy of the metadata without
+        ``members`` (other entries, such as ``logit_bias``, unchanged).
+    """
+    index = ensure_int("member", index)
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    if not 0 <= index < len(members):
+        raise ConfigError(f"member {index} does not exist: this model has {len(members)} (0 to {len(members) - 1})")
+    sub = {k: v for k, v in meta.items() if k != "members"}
+    return members[index].eval(), sub
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
@@ -202,6 +295,9 @@ def save_weights(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]
     for key in ("architecture", "hparams", "classes", "featurizer", "rr_names"):
         if key not in meta:
             raise ConfigError(f"model metadata lacks {key!r}")
+    k = member_count(meta)
+    if k != (len(model.members) if isinstance(model, Ensemble) else 1):
+        raise ConfigError(f"metadata says {k} member(s), the model has {len(getattr(model, 'members', [model]))}")
     try:
         text = json.dumps(meta, sort_keys=True)
     except TypeError as exc:
@@ -344,6 +440,7 @@ class Classifier:
         hp = meta["hparams"]
         self.input_shape = (int(hp["in_channels"]), int(hp["n_window"]))
         self.n_rr = int(hp["n_rr"])
+        self.members = member_count(meta)
         self.logit_bias = torch.from_numpy(logit_bias(meta)).to(self.device)
 
     @classmethod

@@ -151,3 +151,61 @@ def test_train_cv_refuses_seed_protocol(capsys):
     rc = train_cli.main(["--protocol", "seed", "--cv", "--no-progress"])
     assert rc == 2
     assert "cv" in capsys.readouterr().err
+
+
+def test_train_cv_ensemble_ships_final_and_fold_models(mitdb, tmp_path):
+    from monitor.model import Ensemble
+
+    cache = tmp_path / "cache"
+    out = tmp_path / "ens"
+    args = [
+        "--protocol", "inter", "--records", "106,119,208;100", "--duration", "60", "--epochs", "2", "--cv", "--ensemble",
+        "--val-folds", "3", "--data-dir", str(mitdb), "--out", str(out), "--cache", str(cache), "--threads", "1", "--no-progress",
+    ]  # fmt: skip
+    assert train_cli.main(args) == 0
+    run = json.loads((out / "run.json").read_text())
+    best = run["cv"]["best_epoch"]
+    clf = Classifier.from_file(out / "model.pt")
+    assert isinstance(clf.model, Ensemble) and clf.members == 4
+    assert "fold models" in clf.meta["training"]["ensemble"]
+    # members 1..3 are the fold models' weights after the chosen number of epochs
+    for k in range(3):
+        assert (out / f"cv-fold-{k}" / "states" / "epoch-1.pt").exists()
+        state = torch.load(out / f"cv-fold-{k}" / "states" / f"epoch-{best}.pt", weights_only=True)
+        for name, v in clf.model.members[k + 1].state_dict().items():
+            assert torch.equal(v, state[name])
+    # member 0 is the final model: the same weights as a plain --cv run of the same seed
+    plain = tmp_path / "plain"
+    assert train_cli.main([a if a != str(out) else str(plain) for a in args if a != "--ensemble"]) == 0
+    single = Classifier.from_file(plain / "model.pt")
+    for name, v in single.model.state_dict().items():
+        assert torch.equal(v, clf.model.members[0].state_dict()[name])
+    # ecg-eval scores the ensemble, or one member with --member
+    results = {}
+    for flag in ([], ["--member", "0"]):
+        ev = tmp_path / f"eval{len(flag)}"
+        rc = evaluate.main(
+            ["--weights", str(out / "model.pt"), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
+             "--out", str(ev), "--cache", str(cache), "--no-progress", *flag]
+        )  # fmt: skip
+        assert rc == 0
+        results[len(flag)] = json.loads((ev / "metrics.json").read_text())
+        assert results[len(flag)]["members_in_file"] == 4
+    assert results[0]["member_evaluated"] is None and "an ensemble of 4" in (tmp_path / "eval0" / "report.md").read_text()
+    assert results[2]["member_evaluated"] == 0 and "member 0 alone" in (tmp_path / "eval2" / "report.md").read_text()
+    ev_plain = tmp_path / "eval-plain"
+    assert evaluate.main(
+        ["--weights", str(plain / "model.pt"), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
+         "--out", str(ev_plain), "--cache", str(cache), "--no-progress"]
+    ) == 0  # fmt: skip
+    assert json.loads((ev_plain / "metrics.json").read_text())["ec57"] == results[2]["ec57"]
+    # a missing fold state is a one-line error, not a traceback
+    (out / "cv-fold-1" / "states" / f"epoch-{best}.pt").unlink()
+    assert train_cli.main([*args, "--resume"]) == 2
+
+
+def test_ensemble_needs_cv(capsys):
+    rc = train_cli.main(["--ensemble", "--no-cv", "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "ensemble needs cv" in err and "Traceback" not in err

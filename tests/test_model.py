@@ -152,3 +152,62 @@ def test_shipped_model():
     fz = clf.make_featurizer(360.0)
     assert clf.classes == CLASSES
     assert fz.rr_names == tuple(clf.meta["rr_names"])
+
+
+def test_ensemble_averages_member_probabilities_and_round_trips(tmp_path):
+    from monitor.model import Ensemble, select_member
+
+    meta = _meta()
+    torch.manual_seed(0)
+    members = [build_model(meta).eval() for _ in range(3)]
+    ens = Ensemble(members).eval()
+    x, r = torch.randn(5, 2, 128), torch.rand(5, 10) + 0.5
+    with torch.no_grad():
+        mean_p = torch.stack([torch.softmax(m(x, r), 1) for m in members]).mean(0)
+        torch.testing.assert_close(torch.softmax(ens(x, r), 1), mean_p)
+    path = save_weights(tmp_path / "ens.pt", ens, {**meta, "members": 3})
+    model, meta2 = load_model(path)
+    assert isinstance(model, Ensemble) and len(model.members) == 3 and meta2["members"] == 3
+    clf = Classifier(model, meta2)
+    assert clf.members == 3
+    np.testing.assert_allclose(clf.predict_proba(x.numpy(), r.numpy()), mean_p.numpy(), rtol=1e-5, atol=1e-6)
+    # one member alone gives that member's own probabilities
+    one, meta1 = select_member(model, meta2, 1)
+    assert "members" not in meta1 and meta1["classes"] == meta2["classes"]
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            Classifier(one, meta1).predict_proba(x.numpy(), r.numpy()), torch.softmax(members[1](x, r), 1).numpy(), rtol=1e-5, atol=1e-6
+        )
+    single, _ = select_member(members[0], meta, 0)  # a single model is its own member 0
+    assert single is members[0]
+    with pytest.raises(ConfigError, match="member 3 does not exist: this model has 3"):
+        select_member(model, meta2, 3)
+    # a count that does not match the model is refused when saving
+    with pytest.raises(ConfigError, match="metadata says 2 member"):
+        save_weights(tmp_path / "x.pt", ens, {**meta, "members": 2})
+
+
+def test_bad_member_counts_are_rejected(tmp_path):
+    import json
+
+    from monitor.model import Ensemble
+
+    meta = _meta()
+    ens = Ensemble([build_model(meta) for _ in range(2)])
+    path = save_weights(tmp_path / "ens.pt", ens, {**meta, "members": 2})
+    blob = torch.load(path, weights_only=True)
+    for bad in (0, 17, "two", 2.5, True):
+        blob["meta_json"] = json.dumps({**meta, "members": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="bad.pt: metadata 'members' must be an integer from 1 to 16"):
+            load_model(tmp_path / "bad.pt")
+    # the tensors of 2 members under a count of 3: named, not a traceback
+    blob["meta_json"] = json.dumps({**meta, "members": 3})
+    torch.save(blob, tmp_path / "short.pt")
+    with pytest.raises(ConfigError, match="short.pt: tensors do not match .*missing: members.2"):
+        load_model(tmp_path / "short.pt")
+    # ensemble tensors in a file that claims one model
+    blob["meta_json"] = json.dumps(meta)
+    torch.save(blob, tmp_path / "one.pt")
+    with pytest.raises(ConfigError, match="one.pt: tensors do not match"):
+        load_model(tmp_path / "one.pt")

@@ -27,7 +27,7 @@ _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
-    "calibrate", "augment_stretch",
+    "calibrate", "augment_stretch", "ensemble",
 )  # fmt: skip
 
 
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=d,
                    help="with --cv: fit one logit offset per class on the out-of-fold predictions (undoes the over-calling of "
                    "rare classes that class weights cause) and store them in the weights")
+    p.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=d,
+                   help="with --cv: ship the VAL_FOLDS fold models and the final model as one ensemble (mean of their "
+                   "probabilities; about VAL_FOLDS + 1 times the classification cost)")
     p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: half the CPU cores, 1 to 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d, help="training device (default auto: GPU if present)")
     p.add_argument("--duration", dest="duration_s", type=float, default=d, help="use only the first SECONDS of each record (quick runs)")

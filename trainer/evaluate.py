@@ -107,11 +107,14 @@ def evaluate(
     threads: int | None = None,
     progress: bool = True,
     use_logit_bias: bool = True,
+    member: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
 
     ``use_logit_bias=False`` ignores the weights' per-class logit offsets
-    (``ecg-train --calibrate``), to measure what they change.
+    (``ecg-train --calibrate``), to measure what they change.  ``member=K``
+    evaluates member K of an ensemble alone (``ecg-train --ensemble``
+    stores the final model as member 0), to measure what the ensemble adds.
 
     Returns
     -------
@@ -121,11 +124,15 @@ def evaluate(
     import matplotlib
 
     matplotlib.use("Agg")
-    from monitor.model import Classifier
+    from monitor.model import Classifier, load_model, member_count, select_member
 
     from .train import default_threads
 
-    clf = Classifier.from_file(weights, threads=threads or default_threads())
+    model, meta = load_model(weights)
+    n_members = member_count(meta)
+    if member is not None:
+        model, meta = select_member(model, meta, member)
+    clf = Classifier(model, meta, threads=threads or default_threads())
     if not use_logit_bias:
         clf.logit_bias.zero_()
     weights = Path(weights)
@@ -204,6 +211,8 @@ def evaluate(
         "training": train_info,
         "logit_bias": dict(zip(CLASSES, clf.logit_bias.cpu().tolist())),
         "logit_bias_ignored": not use_logit_bias and "logit_bias" in clf.meta,
+        "members_in_file": n_members,
+        "member_evaluated": member,
     }
     no232 = rec_all[ok] != "232"
     if (~no232).any():
@@ -313,6 +322,12 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* logit offsets added before the softmax: "
         + (", ".join(f"{c} {b:+.2f}" for c, b in m["logit_bias"].items()) if any(m["logit_bias"].values()) else "none")
         + (" (the file's offsets were ignored: --no-logit-bias)" if m["logit_bias_ignored"] else ""),
+        "* models: "
+        + (
+            f"member {m['member_evaluated']} alone of an ensemble of {m['members_in_file']} (--member)"
+            if m.get("member_evaluated") is not None
+            else (f"an ensemble of {m['members_in_file']} (mean of their probabilities)" if m.get("members_in_file", 1) > 1 else "one")
+        ),
         "",
         "## Per model class",
         "",
@@ -373,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-logit-bias", action="store_true",
                    help="ignore the per-class logit offsets stored in the weights (ecg-train --calibrate), to measure their effect")
+    p.add_argument("--member", type=int, default=None,
+                   help="evaluate only member K (0-based) of an ensemble weights file (ecg-train --ensemble: 0 is the final model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -387,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         m = evaluate(
             args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
+            member=args.member,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

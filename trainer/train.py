@@ -40,7 +40,7 @@ from torch import nn
 
 from monitor.beats import BeatFeaturizer
 from monitor.labels import CLASSES
-from monitor.model import ARCHITECTURE, build_model, default_hparams, save_weights
+from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, save_weights
 from replay import __version__
 from replay._validate import check_option
 from replay.errors import ConfigError
@@ -113,6 +113,13 @@ class TrainConfig:
         (:func:`trainer.calibrate.fit_logit_bias`), and store the offsets in
         the weights file; the monitor adds them to the logits.  Undoes the
         over-calling of rare classes that class weights cause.
+    ensemble : bool
+        With ``cv``: ship the cross-validation's fold models with the final
+        model as one ensemble (its probabilities are the mean of the
+        members'): the final model (every training record) and the
+        ``val_folds`` fold models (each trained without one fold of
+        patients), all after the chosen number of epochs.  Each fold run
+        keeps its weights after every epoch (``cv-fold-K/states/``) for that.
     threads : int or None
         ``torch.set_num_threads`` (default :func:`default_threads`: half the
         CPU cores, at most 4, so 1 on a 2-core machine).
@@ -154,6 +161,7 @@ class TrainConfig:
     val_fold: int = 4
     cv: bool = False
     calibrate: bool = False
+    ensemble: bool = False
     threads: int | None = None
     device: str = "auto"
     featurizer: dict = field(default_factory=lambda: dict(ds.DEFAULT_FEATURIZER))
@@ -192,6 +200,10 @@ class TrainConfig:
             raise ConfigError(f"calibrate must be true or false, got {self.calibrate!r}")
         if self.calibrate and not self.cv:
             raise ConfigError("calibrate needs cv: the logit offsets are fitted on the out-of-fold predictions of the cross-validation")
+        if not isinstance(self.ensemble, bool):
+            raise ConfigError(f"ensemble must be true or false, got {self.ensemble!r}")
+        if self.ensemble and not self.cv:
+            raise ConfigError("ensemble needs cv: its members are the cross-validation's fold models and the final model")
         if self.cv and self.val_folds < 2:
             raise ConfigError(f"cv needs val_folds >= 2, got {self.val_folds}")
         if self.patience < 0:
@@ -302,6 +314,7 @@ def fit(
     select_on: str = "aami_nsv_f1",
     resume: bool = False,
     keep_val_logits: bool = False,
+    keep_states: bool = False,
 ) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
     """Train a model on arrays; return (best model, history, hparams).
 
@@ -322,6 +335,11 @@ def fit(
     keep_val_logits : bool
         Save the validation logits of every epoch K as
         ``out_dir/val_logits/epoch-K.npy`` (float32, shape (n_val, n_classes)).
+    keep_states : bool
+        Save the weights of every epoch K (of the moving average when
+        ``ema_decay`` is on: the model that is validated) as
+        ``out_dir/states/epoch-K.pt`` (a ``state_dict``, loadable with
+        ``weights_only=True``).
     """
     from tqdm import tqdm
 
@@ -414,6 +432,11 @@ def fit(
         train_s = time.perf_counter() - t0
         net = model if ema is None else ema.module
         rec = {"epoch": epoch + 1, "train_loss": total / n, "lr": opt.param_groups[0]["lr"], "train_s": train_s}
+        if keep_states:
+            (out_dir / "states").mkdir(exist_ok=True)
+            state_path = out_dir / "states" / f"epoch-{epoch + 1}.pt"
+            torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, state_path.with_suffix(".tmp"))
+            os.replace(state_path.with_suffix(".tmp"), state_path)
         if val_data is None:  # no selection: the last epoch is the model (see below the loop)
             history.append(rec)
             msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f} ({train_s:.1f} s)"
@@ -502,6 +525,9 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
             json.dumps({"select_on": select_on, "best_epoch": final.epochs, "validation": cv_info["description"], "cv": cv_info, "epochs": history}, indent=1)
         )
         best_epoch = final.epochs
+        if cfg.ensemble:
+            model = _ensemble(out, model, hp, cfg.val_folds, best_epoch)
+            logger.info("ensemble of %d: the final model and the %d fold models after %d epochs", len(model.members), cfg.val_folds, best_epoch)
     else:
         split = _split(cfg, data)
         wt, rt, yt, _ = ds.stack(data, split.train)
@@ -530,6 +556,12 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
             "version": __version__,
         },
     }
+    if isinstance(model, Ensemble):
+        meta["members"] = len(model.members)
+        meta["training"]["ensemble"] = (
+            f"member 0: the final model (every training record, {best_epoch} epochs); members 1 to {cfg.val_folds}: "
+            f"the cross-validation's fold models 0 to {cfg.val_folds - 1} (each without its fold's records) after {best_epoch} epochs"
+        )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
@@ -603,6 +635,7 @@ def cross_validate(cfg: TrainConfig, data, out: Path, *, select_on: str = "aami_
         _, hist, _ = fit(
             (wt, rt, yt), (wv, rv, yv), fold_cfg, fold_dir, select_on=select_on,
             resume=resume and (fold_dir / "checkpoint.pt").exists(), keep_val_logits=cfg.calibrate,
+            keep_states=cfg.ensemble,
         )  # fmt: skip
         runs.append(hist)
         fold_labels.append(yv)
@@ -626,6 +659,24 @@ def cross_validate(cfg: TrainConfig, data, out: Path, *, select_on: str = "aami_
     if cfg.calibrate:
         info["calibration"] = _calibrate(out, best, fold_labels, select_on)
     return info
+
+
+def _ensemble(out: Path, final: nn.Module, hp: dict[str, Any], folds: int, epoch: int) -> Ensemble:
+    """The final model and the fold models' weights after ``epoch`` epochs, as one :class:`~monitor.model.Ensemble`."""
+    members = [final.eval()]
+    for k in range(folds):
+        f = out / f"cv-fold-{k}" / "states" / f"epoch-{epoch}.pt"
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(f"{f}: fold weights missing or unreadable ({exc}); rerun the cross-validation with ensemble on") from None
+        m = build_model({"architecture": ARCHITECTURE, "hparams": hp})
+        try:
+            m.load_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise ConfigError(f"{f}: fold weights do not fit the model ({str(exc).splitlines()[0][:200]})") from None
+        members.append(m.eval())
+    return Ensemble(members)
 
 
 def _calibrate(out: Path, epoch: int, fold_labels: list[np.ndarray], select_on: str) -> dict[str, Any]:
