@@ -227,6 +227,19 @@ class BeatFeaturizer:
         normalised beat and the template channel (0 for a beat identical to
         the patient's recent ones; large for an ectopic shape).  Needs
         ``template_beats > 0``; off by default, as ``rr_context``.
+    af_context : bool
+        Add two measures of how irregular the rhythm before the beat is, the
+        ones the alarm engine's atrial-fibrillation rule uses
+        (:mod:`monitor.alarms`), over the last ``af_beats`` RR intervals of
+        every kind: ``af_pnn50``, the share of successive differences over
+        50 ms (smoothed, ``(count + 0.5) / (m + 1)`` for ``m`` differences,
+        so 0.5 before any), and ``af_rmssd``, their root mean square over
+        the mean interval.  In atrial fibrillation both are high and a short
+        interval does not make a beat premature; frequent ectopic beats in
+        an otherwise regular rhythm keep ``af_pnn50`` lower (runs of
+        ectopic beats are regular).  Off by default, as ``rr_context``.
+    af_beats : int
+        Number of RR intervals of ``af_context`` (32, as the alarm engine).
     local_beats : int
         Number of RR intervals in the local average.
     long_beats : int
@@ -292,6 +305,8 @@ class BeatFeaturizer:
         use_post_rr: bool = True,
         rr_context: bool = False,
         template_distance: bool = False,
+        af_context: bool = False,
+        af_beats: int = 32,
         local_beats: int = 10,
         long_beats: int = 200,
         template_beats: int = 16,
@@ -307,6 +322,9 @@ class BeatFeaturizer:
         self.use_post_rr = bool(check_type("use_post_rr", use_post_rr, bool))
         self.rr_context = bool(check_type("rr_context", rr_context, bool))
         self.template_distance = bool(check_type("template_distance", template_distance, bool))
+        self.af_context = bool(check_type("af_context", af_context, bool))
+        self.af_beats = ensure_int("af_beats", af_beats)
+        check_range("af_beats", self.af_beats, 2, 1000)
         self.local_beats = ensure_int("local_beats", local_beats)
         self.long_beats = ensure_int("long_beats", long_beats)
         self.template_beats = ensure_int("template_beats", template_beats)
@@ -336,6 +354,8 @@ class BeatFeaturizer:
             self.rr_names += ("pre_prev", "pre_median")
         if self.template_distance:
             self.rr_names += ("template_rms",)
+        if self.af_context:
+            self.rr_names += ("af_pnn50", "af_rmssd")
         logger.debug(
             "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
             self.fs, self.model_fs, self.pre_s, self.post_s, self.n_window, self.normalization,
@@ -352,7 +372,7 @@ class BeatFeaturizer:
         self._started = False
         self._last_beat: int | None = None
         self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
-        # [sample, pre, local, long, post or None, irregularity, previous pre, median local]
+        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd]
         self._pending: deque[list] = deque()
         self._prev_pre: float | None = None
         self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
@@ -384,6 +404,8 @@ class BeatFeaturizer:
             "use_post_rr": self.use_post_rr,
             "rr_context": self.rr_context,
             "template_distance": self.template_distance,
+            "af_context": self.af_context,
+            "af_beats": self.af_beats,
             "local_beats": self.local_beats,
             "long_beats": self.long_beats,
             "template_beats": self.template_beats,
@@ -465,12 +487,22 @@ class BeatFeaturizer:
             irregular = math.fsum(abs(y - x) for x, y in itertools.pairwise(recent)) / (len(recent) - 1) / local
         else:
             irregular = 0.0
+        pnn50, rmssd = self._af_measures() if self.af_context else (0.0, 0.0)
         pre = min(pre, self.max_rr_s)
         prev = pre if self._prev_pre is None else self._prev_pre
-        self._pending.append([b, pre, local, long_, None, irregular, prev, median])
+        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd])
         self._prev_pre = pre
         self._last_beat = b
         self.beats_in += 1
+
+    def _af_measures(self) -> tuple[float, float]:
+        """(smoothed pNN50, RMSSD / mean RR) of the last ``af_beats`` intervals (see ``af_context``)."""
+        recent = self._recent_rr(self.af_beats + 1)
+        diffs = [y - x for x, y in itertools.pairwise(recent)]
+        m = len(diffs)
+        pnn50 = (sum(abs(d) > 0.05 for d in diffs) + 0.5) / (m + 1)
+        rmssd = math.sqrt(math.fsum(d * d for d in diffs) / m) / (math.fsum(recent) / len(recent)) if m else 0.0
+        return pnn50, rmssd
 
     # ------------------------------------------------------------------ output
     def _windows(self, beats: np.ndarray) -> np.ndarray:
@@ -523,6 +555,8 @@ class BeatFeaturizer:
             feats += [pre / prev, pre / median]
         if self.template_distance:
             feats.append(np.sqrt(np.mean((wins[:, 0].astype(np.float64) - wins[:, 1]) ** 2, axis=1)))
+        if self.af_context:
+            feats += [np.array([it[8] for it in items]), np.array([it[9] for it in items])]
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)

@@ -183,3 +183,36 @@ def test_bad_settings():
     fz.process(np.zeros(1000), [500])
     with pytest.raises(ConfigError, match="increasing"):
         fz.process(np.zeros(10), [400])
+
+
+def test_af_context_features():
+    # 40 beats at a steady 0.8 s, then 40 irregular intervals (0.5 to 1.1 s), then steady again
+    rng = np.random.default_rng(3)
+    rr = np.r_[np.full(40, 0.8), rng.uniform(0.5, 1.1, 40), np.full(40, 0.8)]
+    beats = (360 + np.cumsum(np.round(rr * 360))).astype(np.int64)
+    fz = BeatFeaturizer(360.0, template_beats=0, use_post_rr=False, af_context=True)
+    assert fz.rr_names[-2:] == ("af_pnn50", "af_rmssd") and fz.settings()["af_beats"] == 32
+    out = BeatFeatures.concatenate([fz.process(np.zeros(beats[-1] + 720), beats), fz.flush()], 1, fz.n_window, len(fz.rr_names))
+    pnn = out.rr[:, fz.rr_names.index("af_pnn50")]
+    rmssd = out.rr[:, fz.rr_names.index("af_rmssd")]
+    intervals = np.diff(beats) / 360.0
+    for j in (5, 39, 60, 79, 100, 119):  # beat j's intervals: up to and including its own pre-RR
+        recent = intervals[max(0, j - 33) : j]
+        d = np.diff(recent)
+        assert pnn[j] == pytest.approx(((np.abs(d) > 0.05).sum() + 0.5) / (d.size + 1), rel=1e-5)
+        assert rmssd[j] == pytest.approx(np.sqrt(np.mean(d**2)) / recent.mean() if d.size else 0.0, rel=1e-4, abs=1e-7)
+    assert pnn[0] == pytest.approx(0.5) and rmssd[0] == 0.0  # nothing known yet: neutral share
+    assert pnn[39] < 0.05 and rmssd[39] < 0.01  # regular
+    assert pnn[79] > 0.7 and rmssd[79] > 0.2  # irregular
+    assert pnn[119] < 0.05  # regular again once the irregular stretch left the 32 intervals
+    # chunk invariance, with a hole
+    y = np.zeros(beats[-1] + 720)
+    y[20000:20100] = np.nan
+    keep = beats[(beats < 19900) | (beats > 20300)]
+    ref = featurize_beats(y, keep, 360.0, template_beats=0, use_post_rr=False, af_context=True)
+    got = _stream(BeatFeaturizer(360.0, template_beats=0, use_post_rr=False, af_context=True), y, keep, 97, lag=105)
+    np.testing.assert_array_equal(got.rr, ref.rr)
+    # off by default: the feature set of older weights is unchanged
+    assert "af_pnn50" not in BeatFeaturizer(360.0).rr_names
+    with pytest.raises(ConfigError, match="af_beats"):
+        BeatFeaturizer(360.0, af_context=True, af_beats=1)
