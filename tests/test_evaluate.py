@@ -77,6 +77,16 @@ def test_train_bad_config_is_one_line_error(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "epochs" in err[0]
 
 
+def _eval_record_100(weights, mitdb, cache, ev, *flags) -> dict:
+    """ecg-eval of the first minute of record 100; returns metrics.json."""
+    rc = evaluate.main(
+        ["--weights", str(weights), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
+         "--out", str(ev), "--cache", str(cache), "--no-progress", *flags]
+    )  # fmt: skip
+    assert rc == 0
+    return json.loads((ev / "metrics.json").read_text())
+
+
 def test_train_cv_chooses_epochs_over_folds_and_calibrates(mitdb, tmp_path):
     cache = tmp_path / "cache"
     out = tmp_path / "cv"
@@ -129,12 +139,7 @@ def test_train_cv_chooses_epochs_over_folds_and_calibrates(mitdb, tmp_path):
     # ecg-eval applies them, and --no-logit-bias measures the model without them
     for flag, used in (([], True), (["--no-logit-bias"], False)):
         ev = tmp_path / f"eval{len(flag)}"
-        rc = evaluate.main(
-            ["--weights", str(out / "model.pt"), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
-             "--out", str(ev), "--cache", str(cache), "--no-progress", *flag]
-        )  # fmt: skip
-        assert rc == 0
-        m = json.loads((ev / "metrics.json").read_text())
+        m = _eval_record_100(out / "model.pt", mitdb, cache, ev, *flag)
         assert m["logit_bias_ignored"] is not used
         assert m["logit_bias"] == (cal["logit_bias"] if used else dict.fromkeys(CLASSES, 0.0))
         assert ("ignored: --no-logit-bias" in (ev / "report.md").read_text()) is not used
@@ -183,22 +188,11 @@ def test_train_cv_ensemble_ships_final_and_fold_models(mitdb, tmp_path):
     # ecg-eval scores the ensemble, or one member with --member
     results = {}
     for flag in ([], ["--member", "0"]):
-        ev = tmp_path / f"eval{len(flag)}"
-        rc = evaluate.main(
-            ["--weights", str(out / "model.pt"), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
-             "--out", str(ev), "--cache", str(cache), "--no-progress", *flag]
-        )  # fmt: skip
-        assert rc == 0
-        results[len(flag)] = json.loads((ev / "metrics.json").read_text())
+        results[len(flag)] = _eval_record_100(out / "model.pt", mitdb, cache, tmp_path / f"eval{len(flag)}", *flag)
         assert results[len(flag)]["members_in_file"] == 4
     assert results[0]["member_evaluated"] is None and "an ensemble of 4" in (tmp_path / "eval0" / "report.md").read_text()
     assert results[2]["member_evaluated"] == 0 and "member 0 alone" in (tmp_path / "eval2" / "report.md").read_text()
-    ev_plain = tmp_path / "eval-plain"
-    assert evaluate.main(
-        ["--weights", str(plain / "model.pt"), "--records", "100", "--duration", "60", "--data-dir", str(mitdb),
-         "--out", str(ev_plain), "--cache", str(cache), "--no-progress"]
-    ) == 0  # fmt: skip
-    assert json.loads((ev_plain / "metrics.json").read_text())["ec57"] == results[2]["ec57"]
+    assert _eval_record_100(plain / "model.pt", mitdb, cache, tmp_path / "eval-plain")["ec57"] == results[2]["ec57"]
     # a missing fold state is a one-line error, not a traceback
     (out / "cv-fold-1" / "states" / f"epoch-{best}.pt").unlink()
     assert train_cli.main([*args, "--resume"]) == 2
