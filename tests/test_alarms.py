@@ -428,3 +428,35 @@ def test_live_beat_source_follows_the_monitor(mitdb):
     assert match_beats(ref, samples, fs).tp >= 0.98 * len(ref)
     assert len(labels) == len(samples) and "V" in labels  # 208 has many PVCs
     assert signal.shape == (rec.signal.shape[0],)
+
+
+def test_bench_alarms_live_with_other_weights(mitdb, tmp_path, capsys):
+    """ecg-bench alarms --beats live --weights W: the alarms follow W's labels."""
+    from monitor.labels import CLASSES
+    from monitor.model import load_model, save_weights
+    from monitor.resources import asset
+    from trainer import bench
+
+    model, meta = load_model(asset("model.pt"))
+    bias = [-50.0] * len(CLASSES)
+    bias[CLASSES.index("V")] = 50.0  # every beat ventricular
+    all_v = save_weights(tmp_path / "all-v.pt", model, {**meta, "logit_bias": bias})
+    args = ["alarms", "--records", "119", "--data-dir", str(mitdb), "--beats", "live"]
+    assert bench.main(args) == 0
+    shipped = capsys.readouterr().out
+    assert bench.main([*args, "--weights", str(all_v)]) == 0
+    forced = capsys.readouterr().out
+    assert f"live_beats (weights {all_v})" in forced
+
+    def row(text, name):
+        line = next(ln for ln in text.splitlines() if ln.startswith(name))
+        return line.split()
+
+    # 119's bigeminy is found with the shipped labels; with every beat called V it is one long run
+    assert int(row(shipped, "bigeminy")[3]) > 0 and int(row(forced, "bigeminy")[3]) == 0
+    assert int(row(forced, "vtach|vrun")[9]) >= 1  # false alarms: 119 has no VT
+    # --weights without live beats, and a missing file: one line each
+    assert bench.main(["alarms", "--records", "119", "--weights", str(all_v)]) == 2
+    assert bench.main([*args, "--weights", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--weights needs --beats live" in err and "no such model weights file" in err and "Traceback" not in err

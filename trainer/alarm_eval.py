@@ -37,6 +37,7 @@ are listed with their onsets per hour.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -459,7 +460,8 @@ def main_alarms(args) -> int:
     args : argparse.Namespace
         ``records`` ("all" or comma-separated names), ``data_dir``,
         ``alarm_config`` (TOML path or None), ``alarm`` (list of
-        ``KEY=VALUE`` overrides), ``tolerance`` (s).
+        ``KEY=VALUE`` overrides), ``tolerance`` (s), ``weights`` (the
+        classifier of ``--beats live``; None: the shipped model).
     """
     from replay.wfdb_source import resolve_data_dir
 
@@ -471,7 +473,17 @@ def main_alarms(args) -> int:
         config = AlarmConfig.from_toml(args.alarm_config)
     config = config.with_overrides(getattr(args, "alarm", None) or [])
     print(f"records from {resolve_data_dir(args.data_dir)}")
-    source = live_beats if getattr(args, "beats", "reference") == "live" else "reference"
+    weights = getattr(args, "weights", None)
+    if weights is not None and getattr(args, "beats", "reference") != "live":
+        raise ConfigError("--weights needs --beats live (reference beats carry the annotations' labels)")
+    if weights is not None:
+        from monitor.model import load_model
+
+        load_model(weights)  # a bad file is a one-line error before any record is run
+    source: str | BeatSource = "reference"
+    if getattr(args, "beats", "reference") == "live":
+        source = functools.partial(live_beats, weights=weights)
+        source.__name__ = "live_beats" + (f" (weights {weights})" if weights else "")
     table = evaluate_alarms(
         records, args.data_dir, source, config=config, tolerance_s=getattr(args, "tolerance", 10.0)
     )
@@ -489,6 +501,8 @@ def add_alarms_arguments(parser) -> None:
     parser.add_argument("--beats", choices=("reference", "live"), default="reference",
                         help="beats from the reference annotations, or from the monitor's live detector "
                              "and classifier (default reference)")  # fmt: skip
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="with --beats live: classifier weights (default: the shipped model)")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=10.0, metavar="SECONDS",
                         help="detection tolerance after an episode's start (default 10 s)")  # fmt: skip
     parser.set_defaults(func=main_alarms)
