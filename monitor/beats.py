@@ -230,8 +230,9 @@ class BeatFeaturizer:
     af_context : bool
         Add two measures of how irregular the rhythm before the beat is, the
         ones the alarm engine's atrial-fibrillation rule uses
-        (:mod:`monitor.alarms`), over the last ``af_beats`` RR intervals of
-        every kind: ``af_pnn50``, the share of successive differences over
+        (:mod:`monitor.alarms`), over the last ``af_beats`` RR intervals
+        whatever the beats' kind (intervals across a hole or longer than
+        ``max_rr_s`` are left out, as from the averages): ``af_pnn50``, the share of successive differences over
         50 ms (smoothed, ``(count + 0.5) / (m + 1)`` for ``m`` differences,
         so 0.5 before any), and ``af_rmssd``, their root mean square over
         the mean interval.  In atrial fibrillation both are high and a short
