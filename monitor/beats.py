@@ -528,8 +528,8 @@ class BeatFeaturizer:
         wins = np.zeros((k, self.n_channels, self.n_window), np.float32)
         if not k:
             return BeatFeatures(np.zeros(0, np.int64), wins, np.zeros((0, len(self.rr_names)), np.float32))
-        cols = np.array([it[1:4] + it[5:8] for it in items], dtype=np.float64)  # pre local long irregular prev median
-        pre, local, long_, irregular, prev, median = cols.T
+        cols = np.array([it[1:4] + it[5:10] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd
+        pre, local, long_, irregular, prev, median, pnn50, rmssd = cols.T
         samples = np.array([it[0] for it in items], dtype=np.int64)
         w = self._windows(samples)
         if self.template_beats:
@@ -557,7 +557,7 @@ class BeatFeaturizer:
         if self.template_distance:
             feats.append(np.sqrt(np.mean((wins[:, 0].astype(np.float64) - wins[:, 1]) ** 2, axis=1)))
         if self.af_context:
-            feats += [np.array([it[8] for it in items]), np.array([it[9] for it in items])]
+            feats += [pnn50, rmssd]
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)

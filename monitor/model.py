@@ -295,9 +295,9 @@ def save_weights(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]
     for key in ("architecture", "hparams", "classes", "featurizer", "rr_names"):
         if key not in meta:
             raise ConfigError(f"model metadata lacks {key!r}")
-    k = member_count(meta)
-    if k != (len(model.members) if isinstance(model, Ensemble) else 1):
-        raise ConfigError(f"metadata says {k} member(s), the model has {len(getattr(model, 'members', [model]))}")
+    k, n = member_count(meta), len(model.members) if isinstance(model, Ensemble) else 1
+    if k != n:
+        raise ConfigError(f"metadata says {k} member(s), the model has {n}")
     try:
         text = json.dumps(meta, sort_keys=True)
     except TypeError as exc:

@@ -474,14 +474,15 @@ def main_alarms(args) -> int:
     config = config.with_overrides(getattr(args, "alarm", None) or [])
     print(f"records from {resolve_data_dir(args.data_dir)}")
     weights = getattr(args, "weights", None)
-    if weights is not None and getattr(args, "beats", "reference") != "live":
-        raise ConfigError("--weights needs --beats live (reference beats carry the annotations' labels)")
+    live = getattr(args, "beats", "reference") == "live"
     if weights is not None:
+        if not live:
+            raise ConfigError("--weights needs --beats live (reference beats carry the annotations' labels)")
         from monitor.model import load_model
 
         load_model(weights)  # a bad file is a one-line error before any record is run
     source: str | BeatSource = "reference"
-    if getattr(args, "beats", "reference") == "live":
+    if live:
         source = functools.partial(live_beats, weights=weights)
         source.__name__ = "live_beats" + (f" (weights {weights})" if weights else "")
     table = evaluate_alarms(

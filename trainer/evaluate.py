@@ -307,6 +307,15 @@ def _f3(x: float | None) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
+def _models_scored(m: dict[str, Any]) -> str:
+    """What ``metrics.json`` scored: one model, an ensemble, or one member of it."""
+    if m.get("member_evaluated") is not None:
+        return f"member {m['member_evaluated']} alone of an ensemble of {m['members_in_file']} (--member)"
+    if m.get("members_in_file", 1) > 1:
+        return f"an ensemble of {m['members_in_file']} (mean of their probabilities)"
+    return "one"
+
+
 def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
     lines = [
         f"# Evaluation of `{weights.name}` ({m['protocol']} protocol)",
@@ -322,12 +331,7 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* logit offsets added before the softmax: "
         + (", ".join(f"{c} {b:+.2f}" for c, b in m["logit_bias"].items()) if any(m["logit_bias"].values()) else "none")
         + (" (the file's offsets were ignored: --no-logit-bias)" if m["logit_bias_ignored"] else ""),
-        "* models: "
-        + (
-            f"member {m['member_evaluated']} alone of an ensemble of {m['members_in_file']} (--member)"
-            if m.get("member_evaluated") is not None
-            else (f"an ensemble of {m['members_in_file']} (mean of their probabilities)" if m.get("members_in_file", 1) > 1 else "one")
-        ),
+        "* models: " + _models_scored(m),
         "",
         "## Per model class",
         "",

@@ -305,6 +305,13 @@ def evaluate_arrays(
     return out
 
 
+def _save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it (no half-written file after a crash)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def fit(
     train_data: tuple[np.ndarray, np.ndarray, np.ndarray],
     val_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
@@ -435,8 +442,7 @@ def fit(
         if keep_states:
             (out_dir / "states").mkdir(exist_ok=True)
             state_path = out_dir / "states" / f"epoch-{epoch + 1}.pt"
-            torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, state_path.with_suffix(".tmp"))
-            os.replace(state_path.with_suffix(".tmp"), state_path)
+            _save_atomic({k: v.detach().cpu() for k, v in net.state_dict().items()}, state_path)
         if val_data is None:  # no selection: the last epoch is the model (see below the loop)
             history.append(rec)
             msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f} ({train_s:.1f} s)"
@@ -458,7 +464,7 @@ def fit(
         if cfg.progress:
             tqdm.write(msg, file=sys.stderr)
         logger.info(msg)
-        torch.save(
+        _save_atomic(
             {
                 "model": model.state_dict(),
                 "ema": {} if ema is None else ema.state_dict(),
@@ -472,9 +478,8 @@ def fit(
                 "best_state": best["state"],
                 "epoch": epoch,
             },
-            ckpt_path.with_suffix(".tmp"),
+            ckpt_path,
         )
-        os.replace(ckpt_path.with_suffix(".tmp"), ckpt_path)
         (out_dir / "history.json").write_text(json.dumps({"select_on": select_on, "best_epoch": best["epoch"] + 1, "epochs": history}, indent=1))
     if val_data is None:
         if ema is not None:
