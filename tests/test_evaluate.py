@@ -145,6 +145,34 @@ def test_train_cv_chooses_epochs_over_folds_and_calibrates(mitdb, tmp_path):
         assert ("ignored: --no-logit-bias" in (ev / "report.md").read_text()) is not used
 
 
+def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
+    # --val-fold none: every training record trains for exactly --epochs epochs, the last is saved
+    out = tmp_path / "noval"
+    rc = train_cli.main(
+        [
+            "--protocol", "inter", "--records", "106,119,208;100", "--duration", "60", "--epochs", "2", "--no-cv",
+            "--val-fold", "none", "--class-weight-scale", "F=0.25,Q=0.5", "--data-dir", str(mitdb), "--out", str(out),
+            "--cache", str(tmp_path / "cache"), "--threads", "1", "--no-progress",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["records"]["val"] == [] and sorted(run["records"]["train"]) == ["106", "119", "208"]
+    assert run["best_epoch"] == 2 and run["config"]["val_fold"] is None
+    assert run["config"]["class_weight_scale"] == {"F": 0.25, "Q": 0.5}
+    assert sum(run["class_counts"]["val"].values()) == 0
+    assert len(json.loads((out / "history.json").read_text())["epochs"]) == 2
+    clf = Classifier.from_file(out / "model.pt")
+    assert clf.meta["training"]["selected_on"].startswith("none: the last of 2 epochs")
+    # a bad value is one line on stderr, exit 2
+    for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
+        with pytest.raises(SystemExit) as exit_:
+            train_cli.main([flag, value, "--no-progress"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "Traceback" not in "".join(err) and flag in err[-1]
+
+
 def test_calibrate_needs_cv(capsys):
     rc = train_cli.main(["--calibrate", "--no-cv", "--no-progress"])
     assert rc == 2

@@ -126,3 +126,30 @@ def test_time_stretch_keeps_the_r_peak_and_scales_widths():
         time_stretch(w, torch.tensor([1.0, 0.0, 1.0]), centre)
     with pytest.raises(ValueError, match="factors"):
         time_stretch(w, torch.ones(2), centre)
+
+
+def test_class_weight_scale_lowers_one_class(tmp_path, caplog):
+    # a zero factor takes V out of the loss: the model never learns to call it
+    base = dict(epochs=3, batch_size=32, lr=3e-3, seed=0, progress=False, threads=1, patience=0)
+    train, val = _toy(600, 0), _toy(200, 1)
+    v = CLASSES.index("V")
+    called_v = {}
+    for name, scale in (("plain", {}), ("no_v", {"V": 0.0})):
+        with caplog.at_level("INFO", logger="trainer.train"):
+            model, _, _ = fit(train, val, TrainConfig(**base, class_weight_scale=scale), tmp_path / name)
+        with torch.no_grad():
+            pred = model.eval()(torch.from_numpy(val[0]), torch.from_numpy(val[1])).argmax(1).numpy()
+        called_v[name] = (pred[val[2] == v] == v).mean()
+    assert called_v["plain"] > 0.9 and called_v["no_v"] < 0.1, called_v
+    assert "V 0," in caplog.text  # the weights used are logged
+    for bad, match in (({"Z": 1.0}, "unknown class 'Z'"), ({"F": -1}, r"\[0, 100\]"), ({"F": "x"}, "number"), ([1], "map class")):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(class_weight_scale=bad).validate()
+
+
+def test_val_fold_none_setting():
+    assert TrainConfig(val_fold="none").validate().val_fold is None  # a config file's spelling
+    assert TrainConfig(val_fold=None).validate().val_fold is None
+    for bad in (1.5, "two", True):
+        with pytest.raises(ConfigError, match="val_fold"):
+            TrainConfig(val_fold=bad).validate()

@@ -27,8 +27,32 @@ _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
-    "calibrate", "augment_stretch", "ensemble",
+    "calibrate", "augment_stretch", "ensemble", "class_weight_scale",
 )  # fmt: skip
+
+
+def _fold(text: str) -> int | None:
+    """``--val-fold`` value: a fold index or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold index (0, 1, ...) or 'none', got {text!r}") from None
+
+
+def _scales(text: str) -> dict[str, float]:
+    """``--class-weight-scale`` value: ``C=X`` pairs separated by commas."""
+    out: dict[str, float] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, eq, value = item.partition("=")
+        try:
+            if not eq:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR pairs such as F=0.25, got {item!r}") from None
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-size", type=int, default=d, help="StepLR period in epochs (default 15)")
     p.add_argument("--gamma", type=float, default=d, help="StepLR factor (default 0.5)")
     p.add_argument("--class-weight-power", type=float, default=d, help="class weights (n/(k n_c))**power (default 1)")
+    p.add_argument("--class-weight-scale", type=_scales, default=d, metavar="C=X[,C=X]",
+                   help="multiply the weight of model class C by X, e.g. F=0.25 (default: none)")
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
@@ -61,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d, help="random seed (default 0)")
     p.add_argument("--patience", type=int, default=d, help="early stopping patience in epochs, 0 = off (default 12)")
     p.add_argument("--val-folds", type=int, default=d, help="patient-wise validation folds of the training records (default 5)")
-    p.add_argument("--val-fold", type=int, default=d, help="which fold validates (default 4: keeps the S-richest records 209, 207, 201, 118 for training)")
+    p.add_argument("--val-fold", type=_fold, default=d, metavar="K|none",
+                   help="which fold validates (default 4: keeps the S-richest records 209, 207, 201, 118 for training); "
+                        "none: no validation, train on every training record for exactly --epochs epochs")
     p.add_argument("--cv", action=argparse.BooleanOptionalAction, default=d,
                    help="choose the number of epochs by VAL_FOLDS-fold patient-wise cross-validation, then train on every "
                    "training record (VAL_FOLDS + 1 trainings)")

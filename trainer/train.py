@@ -92,12 +92,21 @@ class TrainConfig:
         Class weights are ``(n / (k * n_c)) ** power`` (1: "balanced", 0: none).
     max_class_weight : float
         Upper bound of a class weight.
+    class_weight_scale : dict of str to float
+        Extra factor on the weight of some model classes, applied after the
+        cap, e.g. ``{"F": 0.25}`` (``--class-weight-scale F=0.25``): lowers
+        the pull of a rare class that the model over-calls (default: none).
     seed : int
         Seed of every random choice.
     patience : int
         Stop after this many epochs without a better validation score (0: never).
     val_folds, val_fold : int
-        Patient-wise validation fold of the training records.
+        Patient-wise validation fold of the training records.  ``val_fold``
+        None (``--val-fold none``): no validation; every training record
+        trains for exactly ``epochs`` epochs and the last epoch's model is
+        saved (for example with the epoch count a cross-validation chose,
+        or to compare recipes at a fixed epoch count without the
+        ``val_folds + 1`` trainings of ``cv``).
     cv : bool
         Choose the number of epochs by patient-wise cross-validation: one
         run per fold of ``val_folds`` (each validated on its held-out
@@ -155,10 +164,11 @@ class TrainConfig:
     augment_stretch: float = 0.0
     class_weight_power: float = 1.0
     max_class_weight: float = 50.0
+    class_weight_scale: dict = field(default_factory=dict)
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
-    val_fold: int = 4
+    val_fold: int | None = 4
     cv: bool = False
     calibrate: bool = False
     ensemble: bool = False
@@ -208,6 +218,17 @@ class TrainConfig:
             raise ConfigError(f"cv needs val_folds >= 2, got {self.val_folds}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
+        if not isinstance(self.class_weight_scale, dict):
+            raise ConfigError(f"class_weight_scale must map class names to factors, got {self.class_weight_scale!r}")
+        for name, factor in self.class_weight_scale.items():
+            if name not in CLASSES:
+                raise ConfigError(f"class_weight_scale: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
+            if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor <= 100:
+                raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
+        if isinstance(self.val_fold, str) and self.val_fold.strip().lower() == "none":
+            self.val_fold = None  # a config file's val_fold = "none" (TOML has no null)
+        if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):
+            raise ConfigError(f"val_fold must be an integer fold index or none, got {self.val_fold!r}")
         try:
             BeatFeaturizer(360.0, **self.featurizer)  # raises ConfigError on bad values
         except TypeError as exc:
@@ -363,6 +384,9 @@ def fit(
     hp.update(cfg.hparams)
     model = build_model({"architecture": ARCHITECTURE, "hparams": hp}).to(device)
     cw = class_weights(yt, len(CLASSES), cfg.class_weight_power, cfg.max_class_weight)
+    for name, factor in cfg.class_weight_scale.items():
+        cw[CLASSES.index(name)] *= factor
+    logger.info("class weights: %s", ", ".join(f"{c} {w:.3g}" for c, w in zip(CLASSES, cw)))
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32, device=device))
     val_loss_fn = nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -536,9 +560,14 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
     else:
         split = _split(cfg, data)
         wt, rt, yt, _ = ds.stack(data, split.train)
-        wv, rv, yv, _ = ds.stack(data, split.val)
-        model, history, hp = fit((wt, rt, yt), (wv, rv, yv), cfg, out, select_on=select_on, resume=resume)
-        best_epoch = int(np.argmax([h[f"val_{select_on}"] if np.isfinite(h[f"val_{select_on}"]) else -1 for h in history])) + 1 if history else 0
+        if cfg.val_fold is None:  # no validation: exactly cfg.epochs epochs, the last one saved
+            yv = yt[:0]
+            model, history, hp = fit((wt, rt, yt), None, cfg, out, select_on=select_on, resume=resume)
+            best_epoch = len(history)
+        else:
+            wv, rv, yv, _ = ds.stack(data, split.val)
+            model, history, hp = fit((wt, rt, yt), (wv, rv, yv), cfg, out, select_on=select_on, resume=resume)
+            best_epoch = int(np.argmax([h[f"val_{select_on}"] if np.isfinite(h[f"val_{select_on}"]) else -1 for h in history])) + 1 if history else 0
     logger.info("%s", split.description)
     train_s = time.perf_counter() - t1
     fz = BeatFeaturizer(360.0, **cfg.featurizer)
@@ -557,7 +586,11 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
             "seed": cfg.seed,
             "epochs_run": len(history),
             "best_epoch": best_epoch,
-            "selected_on": (f"mean val_{select_on} of {cfg.val_folds}-fold cross-validation" if cfg.cv else f"val_{select_on}"),
+            "selected_on": (
+                f"mean val_{select_on} of {cfg.val_folds}-fold cross-validation" if cfg.cv
+                else f"none: the last of {cfg.epochs} epochs (no validation)" if cfg.val_fold is None
+                else f"val_{select_on}"
+            ),
             "version": __version__,
         },
     }
