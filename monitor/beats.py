@@ -239,8 +239,21 @@ class BeatFeaturizer:
         interval does not make a beat premature; frequent ectopic beats in
         an otherwise regular rhythm keep ``af_pnn50`` lower (runs of
         ectopic beats are regular).  Off by default, as ``rr_context``.
+    af_robust : bool
+        Add two measures of the same ``af_beats`` intervals that isolated
+        ectopic beats hardly move, unlike pNN50 and RMSSD: ``af_madsd``, the
+        median absolute successive difference over the median interval, and
+        ``af_regular``, the share of intervals within 10 % of their median
+        (1 before any interval).  In atrial fibrillation most successive
+        differences are large and few intervals sit near the median; in a
+        sinus rhythm with isolated premature beats (each moves three
+        differences, so up to about one beat in seven), or with runs of
+        ectopic beats and pauses (MIT-BIH record 232), most differences stay
+        small, so rhythms that pNN50 confuses with AF are told apart.  Off by
+        default, as ``rr_context``.
     af_beats : int
-        Number of RR intervals of ``af_context`` (32, as the alarm engine).
+        Number of RR intervals of ``af_context`` and ``af_robust`` (32, as the
+        alarm engine).
     local_beats : int
         Number of RR intervals in the local average.
     long_beats : int
@@ -307,6 +320,7 @@ class BeatFeaturizer:
         rr_context: bool = False,
         template_distance: bool = False,
         af_context: bool = False,
+        af_robust: bool = False,
         af_beats: int = 32,
         local_beats: int = 10,
         long_beats: int = 200,
@@ -324,6 +338,7 @@ class BeatFeaturizer:
         self.rr_context = bool(check_type("rr_context", rr_context, bool))
         self.template_distance = bool(check_type("template_distance", template_distance, bool))
         self.af_context = bool(check_type("af_context", af_context, bool))
+        self.af_robust = bool(check_type("af_robust", af_robust, bool))
         self.af_beats = ensure_int("af_beats", af_beats)
         check_range("af_beats", self.af_beats, 2, 1000)
         self.local_beats = ensure_int("local_beats", local_beats)
@@ -357,6 +372,8 @@ class BeatFeaturizer:
             self.rr_names += ("template_rms",)
         if self.af_context:
             self.rr_names += ("af_pnn50", "af_rmssd")
+        if self.af_robust:
+            self.rr_names += ("af_madsd", "af_regular")
         logger.debug(
             "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
             self.fs, self.model_fs, self.pre_s, self.post_s, self.n_window, self.normalization,
@@ -373,7 +390,7 @@ class BeatFeaturizer:
         self._started = False
         self._last_beat: int | None = None
         self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
-        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd]
+        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd, madsd, regular]
         self._pending: deque[list] = deque()
         self._prev_pre: float | None = None
         self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
@@ -406,6 +423,7 @@ class BeatFeaturizer:
             "rr_context": self.rr_context,
             "template_distance": self.template_distance,
             "af_context": self.af_context,
+            "af_robust": self.af_robust,
             "af_beats": self.af_beats,
             "local_beats": self.local_beats,
             "long_beats": self.long_beats,
@@ -488,22 +506,29 @@ class BeatFeaturizer:
             irregular = math.fsum(abs(y - x) for x, y in itertools.pairwise(recent)) / (len(recent) - 1) / local
         else:
             irregular = 0.0
-        pnn50, rmssd = self._af_measures() if self.af_context else (0.0, 0.0)
+        pnn50, rmssd, madsd, regular = self._af_measures() if self.af_context or self.af_robust else (0.0, 0.0, 0.0, 1.0)
         pre = min(pre, self.max_rr_s)
         prev = pre if self._prev_pre is None else self._prev_pre
-        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd])
+        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd, madsd, regular])
         self._prev_pre = pre
         self._last_beat = b
         self.beats_in += 1
 
-    def _af_measures(self) -> tuple[float, float]:
-        """(smoothed pNN50, RMSSD / mean RR) of the last ``af_beats`` intervals (see ``af_context``)."""
+    def _af_measures(self) -> tuple[float, float, float, float]:
+        """(smoothed pNN50, RMSSD / mean RR, median |successive difference| / median RR,
+        share of intervals within 10 % of the median) of the last ``af_beats``
+        intervals (see ``af_context`` and ``af_robust``)."""
         recent = self._recent_rr(self.af_beats + 1)
         diffs = [y - x for x, y in itertools.pairwise(recent)]
         m = len(diffs)
         pnn50 = (sum(abs(d) > 0.05 for d in diffs) + 0.5) / (m + 1)
         rmssd = math.sqrt(math.fsum(d * d for d in diffs) / m) / (math.fsum(recent) / len(recent)) if m else 0.0
-        return pnn50, rmssd
+        if not self.af_robust:
+            return pnn50, rmssd, 0.0, 1.0
+        med = statistics.median(recent) if recent else 0.0
+        madsd = statistics.median(abs(d) for d in diffs) / med if m else 0.0
+        regular = sum(abs(x - med) <= 0.1 * med for x in recent) / len(recent) if recent else 1.0
+        return pnn50, rmssd, madsd, regular
 
     # ------------------------------------------------------------------ output
     def _windows(self, beats: np.ndarray) -> np.ndarray:
@@ -528,8 +553,8 @@ class BeatFeaturizer:
         wins = np.zeros((k, self.n_channels, self.n_window), np.float32)
         if not k:
             return BeatFeatures(np.zeros(0, np.int64), wins, np.zeros((0, len(self.rr_names)), np.float32))
-        cols = np.array([it[1:4] + it[5:10] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd
-        pre, local, long_, irregular, prev, median, pnn50, rmssd = cols.T
+        cols = np.array([it[1:4] + it[5:12] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd madsd regular
+        pre, local, long_, irregular, prev, median, pnn50, rmssd, madsd, regular = cols.T
         samples = np.array([it[0] for it in items], dtype=np.int64)
         w = self._windows(samples)
         if self.template_beats:
@@ -558,6 +583,8 @@ class BeatFeaturizer:
             feats.append(np.sqrt(np.mean((wins[:, 0].astype(np.float64) - wins[:, 1]) ** 2, axis=1)))
         if self.af_context:
             feats += [pnn50, rmssd]
+        if self.af_robust:
+            feats += [madsd, regular]
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
         return BeatFeatures(samples, wins, rr)

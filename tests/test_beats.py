@@ -216,3 +216,42 @@ def test_af_context_features():
     assert "af_pnn50" not in BeatFeaturizer(360.0).rr_names
     with pytest.raises(ConfigError, match="af_beats"):
         BeatFeaturizer(360.0, af_context=True, af_beats=1)
+
+
+def test_af_robust_features_tell_af_from_frequent_ectopy():
+    # three stretches of 64 beats: AF-like random intervals, then a 1.0 s sinus rhythm with an
+    # early beat (0.6 s + 1.4 s compensatory pause) every 8th cycle, then the sinus rhythm alone
+    rng = np.random.default_rng(5)
+    sinus = np.full(64, 1.0)
+    ectopy = sinus.copy()
+    ectopy[6::8], ectopy[7::8] = 0.6, 1.4
+    rr = np.r_[rng.uniform(0.45, 1.15, 64), ectopy, sinus]
+    beats = (360 + np.cumsum(np.round(rr * 360))).astype(np.int64)
+    kw = dict(template_beats=0, use_post_rr=False, af_context=True, af_robust=True)
+    fz = BeatFeaturizer(360.0, **kw)
+    assert fz.rr_names[-4:] == ("af_pnn50", "af_rmssd", "af_madsd", "af_regular") and fz.settings()["af_robust"]
+    out = featurize_beats(np.zeros(beats[-1] + 720), beats, 360.0, **kw)
+    col = {n: out.rr[:, fz.rr_names.index(n)] for n in ("af_pnn50", "af_madsd", "af_regular")}
+    intervals = np.diff(beats) / 360.0
+    for j in (1, 2, 20, 63, 100, 127, 180):  # against numpy, on beat j's last 33 intervals
+        recent = intervals[max(0, j - 33) : j]
+        med = np.median(recent)
+        assert col["af_madsd"][j] == pytest.approx(np.median(np.abs(np.diff(recent))) / med if recent.size > 1 else 0.0, rel=1e-5, abs=1e-7)
+        assert col["af_regular"][j] == pytest.approx(np.mean(np.abs(recent - med) <= 0.1 * med), rel=1e-6)
+    assert col["af_regular"][0] == 1.0 and col["af_madsd"][0] == 0.0  # nothing known yet
+    af, ect = 63, 127
+    # pNN50 calls the ectopic stretch nearly as irregular as AF; the robust measures do not
+    assert col["af_pnn50"][ect] > 0.3
+    assert col["af_madsd"][af] > 0.1 and col["af_madsd"][ect] < 0.02
+    assert col["af_regular"][af] < 0.4 and col["af_regular"][ect] > 0.6
+    assert col["af_regular"][180] == 1.0
+    # independent of af_context, chunk invariant with a hole, off by default
+    y = np.zeros(beats[-1] + 720)
+    y[30000:30100] = np.nan
+    keep = beats[(beats < 29900) | (beats > 30300)]  # in the ectopic stretch
+    kw = dict(template_beats=0, use_post_rr=False, af_robust=True)
+    ref = featurize_beats(y, keep, 360.0, **kw)
+    assert ref.rr.shape[1] == len(BeatFeaturizer(360.0, **kw).rr_names) == 9
+    got = _stream(BeatFeaturizer(360.0, **kw), y, keep, 97, lag=105)
+    np.testing.assert_array_equal(got.rr, ref.rr)
+    assert "af_madsd" not in BeatFeaturizer(360.0, af_context=True).rr_names
