@@ -164,6 +164,10 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert len(json.loads((out / "history.json").read_text())["epochs"]) == 2
     clf = Classifier.from_file(out / "model.pt")
     assert clf.meta["training"]["selected_on"].startswith("none: the last of 2 epochs")
+    # ecg-eval writes every artefact for it (training curves without validation curves)
+    m = _eval_record_100(out / "model.pt", mitdb, tmp_path / "cache", tmp_path / "ev")
+    assert m["n_beats_classified"] > 0 and (tmp_path / "ev" / "training_curves.png").stat().st_size > 0
+    assert "report.md" in {p.name for p in (tmp_path / "ev").iterdir()}
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:

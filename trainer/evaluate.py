@@ -280,16 +280,22 @@ def _figures(out: Path, c, ca, y, p, examples, history: Path | None) -> None:
         h = json.loads(history.read_text())["epochs"]
         ep = [e["epoch"] for e in h]
         axes[0].plot(ep, [e["train_loss"] for e in h], label="train (weighted CE)")
-        axes[0].plot(ep, [e["val_loss"] for e in h], label="validation (plain CE)")
+        validated = any("val_loss" in e for e in h)  # not with --val-fold none
+        if validated:
+            axes[0].plot(ep, [e.get("val_loss", np.nan) for e in h], label="validation (plain CE)")
         axes[0].set_xlabel("epoch")
         axes[0].set_ylabel("loss")
         axes[0].legend()
-        for key in ("val_accuracy", "val_macro_f1", "val_aami_nsv_f1", "val_S_se", "val_S_ppv", "val_V_se", "val_V_ppv"):
-            axes[1].plot(ep, [e.get(key, np.nan) for e in h], label=key[4:])
-        axes[1].set_xlabel("epoch")
-        axes[1].set_ylim(0, 1.02)
-        axes[1].legend(fontsize=7)
-        axes[1].set_title("validation (held-out training records)")
+        if validated:
+            for key in ("val_accuracy", "val_macro_f1", "val_aami_nsv_f1", "val_S_se", "val_S_ppv", "val_V_se", "val_V_ppv"):
+                axes[1].plot(ep, [e.get(key, np.nan) for e in h], label=key[4:])
+            axes[1].set_xlabel("epoch")
+            axes[1].set_ylim(0, 1.02)
+            axes[1].legend(fontsize=7)
+            axes[1].set_title("validation (held-out training records)")
+        else:
+            axes[1].text(0.5, 0.5, "trained without validation records\n(every epoch run, the last one saved)", ha="center", va="center")
+            axes[1].set_axis_off()
     else:
         for ax in axes:
             ax.text(0.5, 0.5, "no training history next to the weights", ha="center", va="center")
