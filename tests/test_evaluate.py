@@ -151,7 +151,7 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     rc = train_cli.main(
         [
             "--protocol", "inter", "--records", "106,119,208;100", "--duration", "60", "--epochs", "2", "--no-cv",
-            "--val-fold", "none", "--class-weight-scale", "F=0.25,Q=0.5", "--data-dir", str(mitdb), "--out", str(out),
+            "--val-fold", "none", "--class-weight-scale", "F=0.25,Q=0.5", "--fusion-quantile", "0.01", "--data-dir", str(mitdb), "--out", str(out),
             "--cache", str(tmp_path / "cache"), "--threads", "1", "--no-progress",
         ]
     )  # fmt: skip
@@ -164,10 +164,17 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert len(json.loads((out / "history.json").read_text())["epochs"]) == 2
     clf = Classifier.from_file(out / "model.pt")
     assert clf.meta["training"]["selected_on"].startswith("none: the last of 2 epochs")
-    # ecg-eval writes every artefact for it (training curves without validation curves)
+    # the fusion rule's threshold: the 1 % quantile of the training F beats' template distance
+    rule = run["fusion_rule"]
+    assert rule["quantile"] == 0.01 and rule["f_beats"] == run["class_counts"]["train"]["F"] > 0
+    assert clf.fusion_max_template_rms == rule["max_template_rms"] > 0
+    # ecg-eval writes every artefact for it (training curves without validation curves) and says
+    # whether the rule was used
     m = _eval_record_100(out / "model.pt", mitdb, tmp_path / "cache", tmp_path / "ev")
     assert m["n_beats_classified"] > 0 and (tmp_path / "ev" / "training_curves.png").stat().st_size > 0
-    assert "report.md" in {p.name for p in (tmp_path / "ev").iterdir()}
+    assert m["fusion_max_template_rms"] == rule["max_template_rms"] and not m["fusion_rule_ignored"]
+    assert "fusion rule" in (tmp_path / "ev" / "report.md").read_text()
+    assert _eval_record_100(out / "model.pt", mitdb, tmp_path / "cache", tmp_path / "ev2", "--no-fusion-rule")["fusion_rule_ignored"]
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:

@@ -211,3 +211,43 @@ def test_bad_member_counts_are_rejected(tmp_path):
     torch.save(blob, tmp_path / "one.pt")
     with pytest.raises(ConfigError, match="one.pt: tensors do not match"):
         load_model(tmp_path / "one.pt")
+
+
+def test_fusion_rule_moves_f_to_the_n_group_only_for_template_matches(tmp_path):
+    import json
+
+    meta = _meta()
+    torch.manual_seed(0)
+    m = build_model(meta).eval()
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 2, 128)).astype(np.float32)
+    w[:3, 1] = w[:3, 0] + rng.normal(scale=0.05, size=(3, 128))  # beats 0-2 match their template (RMS ~0.05)
+    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
+    f, n_group = CLASSES.index("F"), [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
+    bias = [0.0] * len(CLASSES)
+    bias[f] = 8.0  # make F the most probable class of every beat
+    plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
+    assert plain.fusion_max_template_rms is None
+    ruled = Classifier(*load_model(save_weights(tmp_path / "f.pt", m, {**meta, "logit_bias": bias, "fusion_max_template_rms": 0.2})))
+    assert ruled.fusion_max_template_rms == 0.2
+    p0, p1 = plain.predict_proba(w, r), ruled.predict_proba(w, r)
+    assert (p0.argmax(1) == f).all()
+    np.testing.assert_array_equal(p1[3:], p0[3:])  # beats unlike their template: untouched
+    for i in range(3):
+        g = n_group[int(np.argmax(p0[i, n_group]))]
+        assert p1[i, f] == 0.0 and p1[i, g] == pytest.approx(p0[i, g] + p0[i, f], rel=1e-6)
+        assert p1[i].argmax() == g and CLASS_TO_AAMI[CLASSES[g]] == "N"
+        others = [k for k in range(len(CLASSES)) if k not in (f, g)]
+        np.testing.assert_array_equal(p1[i, others], p0[i, others])
+    np.testing.assert_allclose(p1.sum(1), 1.0, rtol=1e-5)
+    # bad values and a model without a template channel are rejected when loading
+    blob = torch.load(tmp_path / "f.pt", weights_only=True)
+    for bad, match in ((-1.0, "positive number"), ("0.3", "positive number"), (float("inf"), "positive number")):
+        blob["meta_json"] = json.dumps({**meta, "fusion_max_template_rms": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match=f"bad.pt: metadata 'fusion_max_template_rms' must be a {match}"):
+            load_model(tmp_path / "bad.pt")
+    one = _meta(in_channels=1)
+    path = save_weights(tmp_path / "one.pt", build_model(one), {**one, "fusion_max_template_rms": 0.3})
+    with pytest.raises(ConfigError, match="needs a template channel"):
+        load_model(path)

@@ -153,3 +153,28 @@ def test_val_fold_none_setting():
     for bad in (1.5, "two", True):
         with pytest.raises(ConfigError, match="val_fold"):
             TrainConfig(val_fold=bad).validate()
+
+
+def test_fusion_threshold_is_a_quantile_of_the_training_f_beats():
+    from trainer.train import fusion_threshold
+
+    rng = np.random.default_rng(1)
+    f = CLASSES.index("F")
+    y = np.array([0] * 50 + [f] * 200)
+    w = rng.normal(size=(250, 2, 64)).astype(np.float32)
+    dist = np.linspace(0.1, 2.0, 200)  # F beat k lies at RMS dist[k] from its template (orthogonal unit noise)
+    noise = rng.normal(size=(200, 64))
+    noise /= np.sqrt(np.mean(noise**2, axis=1, keepdims=True))
+    w[50:, 1] = w[50:, 0] - dist[:, None] * noise
+    out = fusion_threshold(w, y, 0.01)
+    assert out["f_beats"] == 200 and out["quantile"] == 0.01
+    assert out["max_template_rms"] == pytest.approx(np.quantile(dist, 0.01), rel=1e-4)
+    with pytest.raises(ConfigError, match="no"):
+        fusion_threshold(w[:50], y[:50], 0.01)
+    with pytest.raises(ConfigError, match="template channel"):
+        fusion_threshold(w[:, :1], y, 0.01)
+    for bad in (-0.1, 0.5, "x", True):
+        with pytest.raises(ConfigError, match="fusion_quantile"):
+            TrainConfig(fusion_quantile=bad).validate()
+    with pytest.raises(ConfigError, match="template channel"):
+        TrainConfig(fusion_quantile=0.01, featurizer={"template_beats": 0}).validate()

@@ -27,7 +27,7 @@ _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
-    "calibrate", "augment_stretch", "ensemble", "class_weight_scale",
+    "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
 )  # fmt: skip
 
 
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weight-power", type=float, default=d, help="class weights (n/(k n_c))**power (default 1)")
     p.add_argument("--class-weight-scale", type=_scales, default=d, metavar="C=X[,C=X]",
                    help="multiply the weight of model class C by X, e.g. F=0.25 (default: none)")
+    p.add_argument("--fusion-quantile", type=float, default=d, metavar="Q",
+                   help="store the fusion rule: beats closer to their template than the Q quantile of the training F beats "
+                        "(e.g. 0.01) are not called F (default 0: no rule)")
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")

@@ -108,6 +108,7 @@ def evaluate(
     progress: bool = True,
     use_logit_bias: bool = True,
     member: int | None = None,
+    use_fusion_rule: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
 
@@ -135,6 +136,9 @@ def evaluate(
     clf = Classifier(model, meta, threads=threads or default_threads())
     if not use_logit_bias:
         clf.logit_bias.zero_()
+    fusion_rms = clf.fusion_max_template_rms
+    if not use_fusion_rule:
+        clf.fusion_max_template_rms = None
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,6 +215,8 @@ def evaluate(
         "training": train_info,
         "logit_bias": dict(zip(CLASSES, clf.logit_bias.cpu().tolist())),
         "logit_bias_ignored": not use_logit_bias and "logit_bias" in clf.meta,
+        "fusion_max_template_rms": fusion_rms,
+        "fusion_rule_ignored": not use_fusion_rule and fusion_rms is not None,
         "members_in_file": n_members,
         "member_evaluated": member,
     }
@@ -337,6 +343,9 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* logit offsets added before the softmax: "
         + (", ".join(f"{c} {b:+.2f}" for c, b in m["logit_bias"].items()) if any(m["logit_bias"].values()) else "none")
         + (" (the file's offsets were ignored: --no-logit-bias)" if m["logit_bias_ignored"] else ""),
+        "* fusion rule (beats closer to their template than this RMS are not called F): "
+        + ("none" if m["fusion_max_template_rms"] is None else f"{m['fusion_max_template_rms']:.3f}")
+        + (" (ignored: --no-fusion-rule)" if m["fusion_rule_ignored"] else ""),
         "* models: " + _models_scored(m),
         "",
         "## Per model class",
@@ -398,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-logit-bias", action="store_true",
                    help="ignore the per-class logit offsets stored in the weights (ecg-train --calibrate), to measure their effect")
+    p.add_argument("--no-fusion-rule", action="store_true",
+                   help="ignore the fusion rule stored in the weights (ecg-train --fusion-quantile), to measure its effect")
     p.add_argument("--member", type=int, default=None,
                    help="evaluate only member K (0-based) of an ensemble weights file (ecg-train --ensemble: 0 is the final model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -414,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         m = evaluate(
             args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
-            member=args.member,
+            member=args.member, use_fusion_rule=not args.no_fusion_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

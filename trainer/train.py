@@ -51,7 +51,10 @@ from .calibrate import fit_logit_bias, score_predictions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "load_config_file", "train"]
+__all__ = [
+    "TrainConfig", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
+    "load_config_file", "train",
+]  # fmt: skip
 
 
 @dataclass
@@ -96,6 +99,12 @@ class TrainConfig:
         Extra factor on the weight of some model classes, applied after the
         cap, e.g. ``{"F": 0.25}`` (``--class-weight-scale F=0.25``): lowers
         the pull of a rare class that the model over-calls (default: none).
+    fusion_quantile : float
+        Store the fusion rule (:mod:`monitor.model`) in the weights file:
+        its threshold is this quantile of the RMS distance between window
+        and template over the training set's F beats, e.g. 0.01, so that
+        the rule leaves 99 % of them alone (0: no rule; default).  Needs the
+        template channel (``featurizer.template_beats > 0``).
     seed : int
         Seed of every random choice.
     patience : int
@@ -165,6 +174,7 @@ class TrainConfig:
     class_weight_power: float = 1.0
     max_class_weight: float = 50.0
     class_weight_scale: dict = field(default_factory=dict)
+    fusion_quantile: float = 0.0
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -225,6 +235,10 @@ class TrainConfig:
                 raise ConfigError(f"class_weight_scale: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
             if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor <= 100:
                 raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
+        if isinstance(self.fusion_quantile, bool) or not isinstance(self.fusion_quantile, (int, float)) or not 0 <= self.fusion_quantile < 0.5:
+            raise ConfigError(f"fusion_quantile must be a number in [0, 0.5), got {self.fusion_quantile!r}")
+        if self.fusion_quantile and self.featurizer.get("template_beats", ds.DEFAULT_FEATURIZER.get("template_beats", 16)) == 0:
+            raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
         if isinstance(self.val_fold, str) and self.val_fold.strip().lower() == "none":
             self.val_fold = None  # a config file's val_fold = "none" (TOML has no null)
         if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):
@@ -273,6 +287,38 @@ def class_weights(labels: np.ndarray, n_classes: int, power: float = 1.0, max_we
     w = np.zeros(n_classes)
     w[present] = (counts.sum() / (present.sum() * counts[present])) ** power
     return np.minimum(w, max_weight)
+
+
+def fusion_threshold(windows: np.ndarray, labels: np.ndarray, quantile: float) -> dict[str, Any]:
+    """Threshold of the fusion rule from training beats (see :mod:`monitor.model`).
+
+    Parameters
+    ----------
+    windows : numpy.ndarray, shape (n, 2, n_window)
+        Normalised beat windows with their template channel.
+    labels : numpy.ndarray of int, shape (n,)
+        Their class indices (into :data:`monitor.labels.CLASSES`).
+    quantile : float
+        Share of the F beats allowed below the threshold (e.g. 0.01).
+
+    Returns
+    -------
+    dict
+        ``max_template_rms`` (the threshold), ``quantile`` and ``f_beats``
+        (how many F beats it was taken from).
+
+    Raises
+    ------
+    ConfigError
+        When there is no template channel or no F beat.
+    """
+    if windows.ndim != 3 or windows.shape[1] < 2:
+        raise ConfigError("the fusion rule needs the template channel (featurizer template_beats > 0)")
+    w = windows[labels == CLASSES.index("F")]
+    if not len(w):
+        raise ConfigError("the fusion rule needs F beats in the training records; there are none")
+    d = np.sqrt(np.mean((w[:, 0].astype(np.float64) - w[:, 1]) ** 2, axis=1))
+    return {"max_template_rms": float(np.quantile(d, quantile)), "quantile": float(quantile), "f_beats": int(len(w))}
 
 
 def default_threads() -> int:
@@ -602,6 +648,13 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
+    fusion = None
+    if cfg.fusion_quantile:
+        fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
+        meta["fusion_max_template_rms"] = fusion["max_template_rms"]
+        meta["training"]["fusion_rule"] = fusion
+        logger.info("fusion rule: F moved to N below template RMS %.3f (%g quantile of %d training F beats)",
+                    fusion["max_template_rms"], cfg.fusion_quantile, fusion["f_beats"])
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
@@ -624,6 +677,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         },
         "best_epoch": best_epoch,
         "cv": cv_info,
+        "fusion_rule": fusion,
         "torch": torch.__version__,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
