@@ -40,7 +40,7 @@ from torch import nn
 
 from monitor.beats import BeatFeaturizer
 from monitor.labels import CLASSES
-from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, save_weights
+from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
 from replay import __version__
 from replay._validate import check_option
 from replay.errors import ConfigError
@@ -52,7 +52,7 @@ from .calibrate import fit_logit_bias, score_predictions
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "TrainConfig", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
+    "TrainConfig", "add_fusion_rule", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
     "load_config_file", "train",
 ]  # fmt: skip
 
@@ -319,6 +319,49 @@ def fusion_threshold(windows: np.ndarray, labels: np.ndarray, quantile: float) -
         raise ConfigError("the fusion rule needs F beats in the training records; there are none")
     d = np.sqrt(np.mean((w[:, 0].astype(np.float64) - w[:, 1]) ** 2, axis=1))
     return {"max_template_rms": float(np.quantile(d, quantile)), "quantile": float(quantile), "f_beats": int(len(w))}
+
+
+def add_fusion_rule(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """Store the fusion rule in an existing weights file, without training.
+
+    The threshold (:func:`fusion_threshold`, quantile ``cfg.fusion_quantile``)
+    is taken from the training records of ``cfg.protocol`` (every one: no
+    validation fold), with the file's own featurizer settings, so it is the
+    value ``ecg-train --fusion-quantile`` would have stored when training the
+    model on them (the rule does not change training).
+
+    Parameters
+    ----------
+    weights : str or path-like
+        The weights file.
+    cfg : TrainConfig
+        ``protocol``, ``data_dir``, ``cache``, ``fusion_quantile`` (> 0),
+        ``weights_out`` (default: ``weights`` itself, rewritten atomically),
+        and the quick-run ``train_records`` / ``duration_s``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    if not cfg.fusion_quantile:
+        raise ConfigError("adding the fusion rule needs --fusion-quantile > 0 (e.g. 0.01)")
+    model, meta = load_model(weights)
+    fz = dict(meta["featurizer"])
+    data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
+    train_recs, _ = ds.protocol_records(data_cfg.protocol)
+    if data_cfg.train_records is not None:
+        train_recs = tuple(str(r) for r in data_cfg.train_records)
+    data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
+    split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
+    wt, _, yt, _ = ds.stack(data, split.train)
+    fusion = fusion_threshold(wt, yt, data_cfg.fusion_quantile)
+    fusion["records"] = list(split.records("train"))
+    meta["fusion_max_template_rms"] = fusion["max_template_rms"]
+    meta["training"] = {**meta.get("training", {}), "fusion_rule": fusion}
+    out = save_weights(cfg.weights_out or weights, model, meta)
+    logger.info("fusion rule added to %s: template RMS %.3f (%g quantile of %d F beats)", out, fusion["max_template_rms"], data_cfg.fusion_quantile, fusion["f_beats"])
+    return out
 
 
 def default_threads() -> int:
