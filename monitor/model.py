@@ -544,8 +544,9 @@ class Classifier:
 
     def _fusion_rule(self, windows: np.ndarray, prob: np.ndarray) -> None:
         """Move the F probability of beats that match their template to their most probable AAMI-N class (in place)."""
-        diff = windows[:, 0].astype(np.float64) - windows[:, 1]
-        match = np.flatnonzero(np.sqrt(np.mean(diff * diff, axis=1)) < self.fusion_max_template_rms)
+        diff = windows[:, 0] - windows[:, 1]
+        # mean square below the squared threshold (no square root per beat)
+        match = np.flatnonzero(np.einsum("ij,ij->i", diff, diff) < self.fusion_max_template_rms**2 * diff.shape[1])
         if match.size:
             group = self._n_group[prob[np.ix_(match, self._n_group)].argmax(axis=1)]
             prob[match, group] += prob[match, self._f]
