@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "NORMALIZATIONS",
+    "RHYTHM_NAMES",
     "BeatFeatures",
     "BeatFeaturizer",
     "featurize_beats",
@@ -157,6 +158,10 @@ NORMALIZATIONS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]
 _EPS_MV = 1e-3  # smallest scale, in mV, so a flat window does not blow up
 
 
+#: Columns of :attr:`BeatFeatures.rhythm`.
+RHYTHM_NAMES: tuple[str, ...] = ("af_irregular", "af_regular")
+
+
 @dataclass(frozen=True)
 class BeatFeatures:
     """Classifier inputs of the beats whose features became complete.
@@ -172,11 +177,22 @@ class BeatFeatures:
         that it shows the patient's usual beat relative to this one.
     rr : numpy.ndarray of float32, shape (k, n_rr)
         RR features, in the order of :attr:`BeatFeaturizer.rr_names`.
+    rhythm : numpy.ndarray of float32, shape (k, 2), optional
+        The rhythm before each beat, for decision rules rather than as a
+        model input (:data:`RHYTHM_NAMES`), over the last ``af_beats``
+        intervals of :class:`BeatFeaturizer` whatever its settings:
+        ``af_irregular``, the smallest over lags 1, 2 and 3 of the median
+        ``|RR_i - RR_(i-lag)|`` over the median interval (low for a regular
+        rhythm, for isolated ectopic beats, and for repeating patterns such
+        as bigeminy and trigeminy; high only when the rhythm is irregularly
+        irregular, as in atrial fibrillation), and ``af_regular``, the share
+        of intervals within 10 % of their median (as with ``af_robust``).
     """
 
     sample: np.ndarray
     windows: np.ndarray
     rr: np.ndarray
+    rhythm: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Return the number of beats."""
@@ -190,11 +206,14 @@ class BeatFeatures:
                 np.zeros(0, np.int64),
                 np.zeros((0, n_channels, n_window), np.float32),
                 np.zeros((0, n_rr), np.float32),
+                np.zeros((0, len(RHYTHM_NAMES)), np.float32),
             )
+        rhythm = [p.rhythm for p in parts]
         return BeatFeatures(
             np.concatenate([p.sample for p in parts]),
             np.concatenate([p.windows for p in parts]),
             np.concatenate([p.rr for p in parts]),
+            None if any(r is None for r in rhythm) else np.concatenate(rhythm),
         )
 
 
@@ -506,29 +525,32 @@ class BeatFeaturizer:
             irregular = math.fsum(abs(y - x) for x, y in itertools.pairwise(recent)) / (len(recent) - 1) / local
         else:
             irregular = 0.0
-        pnn50, rmssd, madsd, regular = self._af_measures() if self.af_context or self.af_robust else (0.0, 0.0, 0.0, 1.0)
+        pnn50, rmssd, madsd, regular, lagged = self._af_measures()  # lagged, regular: BeatFeatures.rhythm, always
         pre = min(pre, self.max_rr_s)
         prev = pre if self._prev_pre is None else self._prev_pre
-        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd, madsd, regular])
+        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd, madsd, regular, lagged])
         self._prev_pre = pre
         self._last_beat = b
         self.beats_in += 1
 
-    def _af_measures(self) -> tuple[float, float, float, float]:
+    def _af_measures(self) -> tuple[float, float, float, float, float]:
         """(smoothed pNN50, RMSSD / mean RR, median |successive difference| / median RR,
-        share of intervals within 10 % of the median) of the last ``af_beats``
-        intervals (see ``af_context`` and ``af_robust``)."""
+        share of intervals within 10 % of the median, the smallest over lags 1 to 3
+        of median |RR_i - RR_(i-lag)| / median RR) of the last ``af_beats``
+        intervals (see ``af_context``, ``af_robust`` and :attr:`BeatFeatures.rhythm`)."""
         recent = self._recent_rr(self.af_beats + 1)
         diffs = [y - x for x, y in itertools.pairwise(recent)]
         m = len(diffs)
         pnn50 = (sum(abs(d) > 0.05 for d in diffs) + 0.5) / (m + 1)
         rmssd = math.sqrt(math.fsum(d * d for d in diffs) / m) / (math.fsum(recent) / len(recent)) if m else 0.0
-        if not self.af_robust:
-            return pnn50, rmssd, 0.0, 1.0
         med = statistics.median(recent) if recent else 0.0
         madsd = statistics.median(abs(d) for d in diffs) / med if m else 0.0
         regular = sum(abs(x - med) <= 0.1 * med for x in recent) / len(recent) if recent else 1.0
-        return pnn50, rmssd, madsd, regular
+        lagged = madsd
+        for lag in (2, 3):  # a repeating pattern (bigeminy, trigeminy) is regular at its period
+            if len(recent) > lag:
+                lagged = min(lagged, statistics.median(abs(recent[i] - recent[i - lag]) for i in range(lag, len(recent))) / med)
+        return pnn50, rmssd, madsd, regular, lagged
 
     # ------------------------------------------------------------------ output
     def _windows(self, beats: np.ndarray) -> np.ndarray:
@@ -552,9 +574,10 @@ class BeatFeaturizer:
         k = len(items)
         wins = np.zeros((k, self.n_channels, self.n_window), np.float32)
         if not k:
-            return BeatFeatures(np.zeros(0, np.int64), wins, np.zeros((0, len(self.rr_names)), np.float32))
-        cols = np.array([it[1:4] + it[5:12] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd madsd regular
-        pre, local, long_, irregular, prev, median, pnn50, rmssd, madsd, regular = cols.T
+            empty = np.zeros((0, len(RHYTHM_NAMES)), np.float32)
+            return BeatFeatures(np.zeros(0, np.int64), wins, np.zeros((0, len(self.rr_names)), np.float32), empty)
+        cols = np.array([it[1:4] + it[5:13] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd madsd regular lagged
+        pre, local, long_, irregular, prev, median, pnn50, rmssd, madsd, regular, lagged = cols.T
         samples = np.array([it[0] for it in items], dtype=np.int64)
         w = self._windows(samples)
         if self.template_beats:
@@ -587,7 +610,7 @@ class BeatFeaturizer:
             feats += [madsd, regular]
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
-        return BeatFeatures(samples, wins, rr)
+        return BeatFeatures(samples, wins, rr, np.stack([lagged, regular], axis=1).astype(np.float32))
 
     def _template_of(self, w: np.ndarray) -> np.ndarray:
         """Median of the previous ``template_beats`` windows of each beat (its own window for the first beat)."""

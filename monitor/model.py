@@ -38,6 +38,24 @@ touched; on patients whose normal beats are wide (left bundle branch block
 unlike the training patients') it stops those beats being called F.  See
 :func:`fusion_max_template_rms`.
 
+AF rule
+-------
+Bedside monitors do not count premature atrial beats during atrial
+fibrillation: the rhythm is irregular throughout, so a short interval does
+not make a beat premature.  A weights file may hold ``meta["af_rule"]``
+(``{"min_irregular": 0.1, "max_regular": 0.5}``, written by ``ecg-train`` with
+an ``af_rule`` setting): when the rhythm before a beat looks like AF by the
+measures of :attr:`monitor.beats.BeatFeatures.rhythm` (``af_irregular``,
+the median difference of intervals 1, 2 or 3 apart over the median interval,
+whichever lag is smallest, above ``min_irregular``, and ``af_regular``, the share
+of intervals within 10 % of the median, below ``max_regular``)
+and the beat's most probable class is of AAMI S (A), the classifier moves
+the S probability to the beat's most probable class of AAMI N, which then
+becomes the most probable class.  Isolated ectopic beats, or runs of them with
+pauses, keep those measures low, so premature beats in a sinus rhythm keep
+their label, and so do atrial bigeminy and trigeminy, which are regular
+at their period.  See :func:`af_rule`.
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -84,6 +102,7 @@ __all__ = [
     "CnnBiLstm",
     "Ensemble",
     "build_model",
+    "af_rule",
     "default_hparams",
     "fusion_max_template_rms",
     "load_model",
@@ -397,10 +416,33 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     try:
         logit_bias(meta)
         fusion_max_template_rms(meta)
+        af_rule(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
     return model, meta
+
+
+def af_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The AF rule's thresholds in a model's metadata: ``(min_irregular, max_regular)``, or None.
+
+    Raises
+    ------
+    ConfigError
+        When ``meta["af_rule"]`` is not a table of ``min_irregular`` (> 0) and
+        ``max_regular`` (in (0, 1]), or the model has no S class (A).
+    """
+    raw = meta.get("af_rule")
+    if raw is None:
+        return None
+    ok = isinstance(raw, dict) and set(raw) == {"min_irregular", "max_regular"}
+    vals = [raw.get(k) for k in ("min_irregular", "max_regular")] if ok else []
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in vals)
+    if not ok or not (vals[0] > 0 and 0 < vals[1] <= 1):
+        raise ConfigError(f"metadata 'af_rule' must be {{\"min_irregular\": > 0, \"max_regular\": 0 to 1}}, got {raw!r:.80}")
+    if "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
+        raise ConfigError("metadata 'af_rule' needs a class of AAMI S")
+    return float(vals[0]), float(vals[1])
 
 
 def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
@@ -489,6 +531,10 @@ class Classifier:
         self.fusion_max_template_rms: float | None = fusion_max_template_rms(meta)
         self._f = self.classes.index("F") if "F" in self.classes else None
         self._n_group = np.array([i for i, a in enumerate(self.aami) if a == "N"], dtype=np.int64)
+        #: Thresholds of the AF rule, ``(min_irregular, max_regular)`` (see the module notes); None: no
+        #: rule.  Set it to None to measure the model without the rule (``ecg-eval --no-af-rule``).
+        self.af_rule: tuple[float, float] | None = af_rule(meta)
+        self._s_group = np.array([i for i, a in enumerate(self.aami) if a == "S"], dtype=np.int64)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:
@@ -505,7 +551,9 @@ class Classifier:
             raise ConfigError("featurizer settings do not give the inputs this model was trained on")
         return fz
 
-    def predict_proba(self, windows: np.ndarray, rr: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def predict_proba(
+        self, windows: np.ndarray, rr: np.ndarray, batch_size: int = 1024, *, rhythm: np.ndarray | None = None
+    ) -> np.ndarray:
         """Class probabilities of a batch of beats.
 
         Parameters
@@ -516,14 +564,17 @@ class Classifier:
             RR features from the featurizer.
         batch_size : int
             Beats per forward pass.
+        rhythm : numpy.ndarray, shape (k, 2), optional
+            :attr:`~monitor.beats.BeatFeatures.rhythm` of the beats, for the
+            AF rule (:attr:`af_rule`); without it that rule is not applied.
 
         Returns
         -------
         numpy.ndarray of float32, shape (k, n_classes)
             Probabilities, in the order of :attr:`classes`: the softmax of
             the logits plus the model's :func:`logit_bias` offsets, then the
-            fusion rule (:attr:`fusion_max_template_rms`, see the module
-            notes) applied.
+            fusion rule (:attr:`fusion_max_template_rms`) and the AF rule
+            (:attr:`af_rule`) applied (see the module notes).
         """
         windows = np.asarray(windows, dtype=np.float32)
         rr = np.asarray(rr, dtype=np.float32)
@@ -540,17 +591,28 @@ class Classifier:
                 out[i : i + batch_size] = torch.softmax(self.model(w, r) + self.logit_bias, dim=1).cpu().numpy()
         if self.fusion_max_template_rms is not None and self._f is not None and windows.shape[1] > 1 and self._n_group.size:
             self._fusion_rule(windows, out)
+        if self.af_rule is not None and rhythm is not None and self._n_group.size and self._s_group.size:
+            rhythm = np.asarray(rhythm, dtype=np.float32)
+            if rhythm.shape != (windows.shape[0], 2):
+                raise ConfigError(f"rhythm must have shape ({windows.shape[0]}, 2), got {rhythm.shape}")
+            called_s = np.isin(out.argmax(axis=1), self._s_group)
+            af = np.flatnonzero((rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]) & called_s)
+            self._move_to_n(out, af, self._s_group)
         return out
+
+    def _move_to_n(self, prob: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Give the probability of classes ``cols`` of beats ``rows`` to each beat's most probable AAMI-N class (in place)."""
+        if rows.size:
+            group = self._n_group[prob[np.ix_(rows, self._n_group)].argmax(axis=1)]
+            prob[rows, group] += prob[np.ix_(rows, cols)].sum(axis=1)
+            prob[np.ix_(rows, cols)] = 0.0
 
     def _fusion_rule(self, windows: np.ndarray, prob: np.ndarray) -> None:
         """Move the F probability of beats that match their template to their most probable AAMI-N class (in place)."""
         diff = windows[:, 0] - windows[:, 1]
         # mean square below the squared threshold (no square root per beat)
         match = np.flatnonzero(np.einsum("ij,ij->i", diff, diff) < self.fusion_max_template_rms**2 * diff.shape[1])
-        if match.size:
-            group = self._n_group[prob[np.ix_(match, self._n_group)].argmax(axis=1)]
-            prob[match, group] += prob[match, self._f]
-            prob[match, self._f] = 0.0
+        self._move_to_n(prob, match, np.array([self._f]))
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
         """Return the most probable class name of each beat."""

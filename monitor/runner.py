@@ -307,7 +307,8 @@ class MonitorRunner:
             if ready:
                 windows = np.concatenate([f.windows for _, f in ready])
                 rr = np.concatenate([f.rr for _, f in ready])
-                probs = self.classifier.predict_proba(windows, rr)
+                rhythm = np.concatenate([f.rhythm for _, f in ready])
+                probs = self.classifier.predict_proba(windows, rr, rhythm=rhythm)
                 i = 0
                 for m, f in ready:
                     self.writer.write_many(m.label_beats(f, probs[i : i + len(f)]))

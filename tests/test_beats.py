@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.beats import (
+    RHYTHM_NAMES,
     BeatFeatures,
     BeatFeaturizer,
     featurize_beats,
@@ -255,3 +256,40 @@ def test_af_robust_features_tell_af_from_frequent_ectopy():
     got = _stream(BeatFeaturizer(360.0, **kw), y, keep, 97, lag=105)
     np.testing.assert_array_equal(got.rr, ref.rr)
     assert "af_madsd" not in BeatFeaturizer(360.0, af_context=True).rr_names
+
+
+def test_rhythm_columns_tell_af_from_bigeminy_and_ectopy():
+    # BeatFeatures.rhythm: always there, whatever the settings, and not a model input
+    rng = np.random.default_rng(7)
+    stretches = {
+        "af": rng.uniform(0.45, 1.15, 64),
+        "bigeminy": np.tile([0.6, 1.1], 32),  # atrial bigeminy: regular at lag 2
+        "trigeminy": np.tile([1.0, 0.6, 1.3], 22)[:64],  # regular at lag 3
+        "ectopy": np.where(np.arange(64) % 8 == 6, 0.6, np.where(np.arange(64) % 8 == 7, 1.4, 1.0)),
+        "sinus": np.full(64, 0.9),
+    }
+    rr = np.concatenate(list(stretches.values()))
+    beats = (360 + np.cumsum(np.round(rr * 360))).astype(np.int64)
+    fz = BeatFeaturizer(360.0, template_beats=0, use_post_rr=False)
+    out = featurize_beats(np.zeros(beats[-1] + 720), beats, 360.0, template_beats=0, use_post_rr=False)
+    assert out.rhythm.shape == (beats.size, len(RHYTHM_NAMES)) and len(fz.rr_names) == out.rr.shape[1] == 7
+    irregular, regular = out.rhythm.T
+    intervals = np.diff(beats) / 360.0
+    for j in (1, 2, 3, 5, 40, 63, 127, 191, 255, 319):  # against numpy on beat j's last 33 intervals
+        recent = intervals[max(0, j - 33) : j]
+        med = np.median(recent)
+        lags = [np.median(np.abs(recent[k:] - recent[:-k])) / med for k in (1, 2, 3) if recent.size > k]
+        assert irregular[j] == pytest.approx(min(lags) if lags else 0.0, rel=1e-5, abs=1e-7)
+        assert regular[j] == pytest.approx(np.mean(np.abs(recent - med) <= 0.1 * med), rel=1e-6)
+    end = {name: 64 * (i + 1) - 1 for i, name in enumerate(stretches)}  # last beat of each stretch
+    assert irregular[end["af"]] > 0.1 and regular[end["af"]] < 0.5
+    for name in ("bigeminy", "trigeminy", "ectopy", "sinus"):
+        assert irregular[end[name]] < 0.02, name
+    # chunk invariant with a hole, like the RR features
+    y = np.zeros(beats[-1] + 720)
+    y[30000:30100] = np.nan
+    keep = beats[(beats < 29900) | (beats > 30300)]
+    ref = featurize_beats(y, keep, 360.0, template_beats=0, use_post_rr=False)
+    got = _stream(BeatFeaturizer(360.0, template_beats=0, use_post_rr=False), y, keep, 97, lag=105)
+    np.testing.assert_array_equal(got.sample, ref.sample)
+    np.testing.assert_array_equal(got.rhythm, ref.rhythm)

@@ -29,6 +29,7 @@ def _fake(record: str, n: int, rng) -> ds.RecordBeats:
         record=record, fs=360.0, sample=np.arange(n, dtype=np.int64) * 300,
         windows=np.zeros((n, 2, 8), np.float32), rr=np.ones((n, 9), np.float32), label=label, symbol=sym,
         ref_sample=np.zeros(0, np.int64), ref_symbol=np.zeros(0, "<U1"), ref_detected=np.zeros(0, bool),
+        rhythm=np.ones((n, 2), np.float32),
     )  # fmt: skip
 
 

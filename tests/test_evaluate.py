@@ -175,7 +175,7 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert m["fusion_max_template_rms"] == rule["max_template_rms"] and not m["fusion_rule_ignored"]
     assert "fusion rule" in (tmp_path / "ev" / "report.md").read_text()
     assert _eval_record_100(out / "model.pt", mitdb, tmp_path / "cache", tmp_path / "ev2", "--no-fusion-rule")["fusion_rule_ignored"]
-    # --add-fusion-rule stores the same threshold in a file trained without the rule, and changes nothing else
+    # --add-rules stores the same threshold in a file trained without the rule, and changes nothing else
     bare = tmp_path / "bare.pt"
     from monitor.model import load_model, save_weights
 
@@ -184,13 +184,23 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert Classifier.from_file(bare).fusion_max_template_rms is None
     common = ["--protocol", "inter", "--records", "106,119,208;100", "--duration", "60", "--data-dir", str(mitdb),
               "--cache", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
-    assert train_cli.main(["--add-fusion-rule", str(bare), "--fusion-quantile", "0.01", "--weights-out", str(tmp_path / "ruled.pt"), *common]) == 0
+    assert train_cli.main(["--add-rules", str(bare), "--fusion-quantile", "0.01", "--weights-out", str(tmp_path / "ruled.pt"), *common]) == 0
     ruled_model, ruled_meta = load_model(tmp_path / "ruled.pt")
     assert ruled_meta["fusion_max_template_rms"] == rule["max_template_rms"]
     assert ruled_meta["training"]["fusion_rule"]["records"] == ["106", "119", "208"]
     assert all(torch.equal(a, b) for a, b in zip(ruled_model.state_dict().values(), model.state_dict().values()))
-    assert train_cli.main(["--add-fusion-rule", str(bare), *common]) == 2
-    assert "needs --fusion-quantile" in capsys.readouterr().err
+    assert train_cli.main(["--add-rules", str(bare), *common]) == 2
+    assert "needs a rule to add" in capsys.readouterr().err
+    # the AF rule from a config file's [af_rule] table; ecg-eval reports it and can ignore it
+    cfg = tmp_path / "af.toml"
+    cfg.write_text("[af_rule]\nmin_irregular = 0.1\nmax_regular = 0.5\n")
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--config", str(cfg), *common]) == 0
+    both = Classifier.from_file(tmp_path / "ruled.pt")
+    assert both.af_rule == (0.1, 0.5) and both.fusion_max_template_rms == rule["max_template_rms"]  # the fusion rule kept
+    m = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev3")
+    assert m["af_rule"] == {"min_irregular": 0.1, "max_regular": 0.5} and not m["af_rule_ignored"]
+    assert "AF rule (no S label" in (tmp_path / "ev3" / "report.md").read_text()
+    assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev4", "--no-af-rule")["af_rule_ignored"]
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:

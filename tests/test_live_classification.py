@@ -107,3 +107,29 @@ def test_no_pause_or_asystole_while_beats_wait_for_their_label(mitdb, tiny_weigh
     codes = {e["code"] for e in events if e["type"] == "alarm" and e["state"] == "on"}
     assert "pause" not in codes and "asystole" not in codes, codes
     assert "leads_off" in codes
+
+
+def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_path):
+    """Record 219 (atrial fibrillation) live: the same labels as ecg-eval's path, rules included."""
+    from monitor.model import Classifier, load_model
+    from monitor.resources import asset
+    from trainer import dataset as ds
+
+    clf = Classifier.from_file(asset("model.pt"))
+    assert clf.af_rule is not None and clf.fusion_max_template_rms is not None
+    events, _ = run(RunnerConfig(sources=["replay:219"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
+    live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
+    rb = ds.record_beats("219", mitdb, clf.meta["featurizer"], cache=tmp_path, duration_s=300)
+    offline = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
+    common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
+    assert len(common) > 0.95 * len(rb) > 300
+    assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
+    # the AF rule acts here: without it many more of these beats would be called A (those kept
+    # come before 32 intervals are known, or where the rhythm does not look like AF)
+    bare, meta = load_model(asset("model.pt"))
+    plain = Classifier(bare, {k: v for k, v in meta.items() if k != "af_rule"})
+    a = CLASSES.index("A")
+    called_a = plain.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1) == a
+    in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])
+    assert called_a.sum() > 50 and in_af.mean() > 0.5
+    assert not (offline == a)[called_a & in_af].any() and (offline == a).sum() < 0.5 * called_a.sum()

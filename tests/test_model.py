@@ -251,3 +251,47 @@ def test_fusion_rule_moves_f_to_the_n_group_only_for_template_matches(tmp_path):
     path = save_weights(tmp_path / "one.pt", build_model(one), {**one, "fusion_max_template_rms": 0.3})
     with pytest.raises(ConfigError, match="needs a template channel"):
         load_model(path)
+
+
+def test_af_rule_moves_s_to_the_n_group_only_in_af_and_only_when_s_wins(tmp_path):
+    import json
+
+    meta = _meta()
+    torch.manual_seed(1)
+    m = build_model(meta).eval()
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(6, 2, 128)).astype(np.float32)
+    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
+    a, n_group = CLASSES.index("A"), [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
+    bias = [0.0] * len(CLASSES)
+    bias[a] = 8.0  # A wins for every beat
+    rhythm = np.array([[0.3, 0.2], [0.3, 0.2], [0.05, 0.2], [0.3, 0.8], [0.3, 0.2], [0.02, 0.9]], np.float32)
+    rule = {"min_irregular": 0.1, "max_regular": 0.5}
+    plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
+    ruled = Classifier(*load_model(save_weights(tmp_path / "a.pt", m, {**meta, "logit_bias": bias, "af_rule": rule})))
+    assert plain.af_rule is None and ruled.af_rule == (0.1, 0.5)
+    p0 = plain.predict_proba(w, r, rhythm=rhythm)
+    p1 = ruled.predict_proba(w, r, rhythm=rhythm)
+    assert (p0.argmax(1) == a).all()
+    af = [0, 1, 4]  # irregular and few intervals near the median: AF
+    for i in range(6):
+        if i in af:
+            g = n_group[int(np.argmax(p0[i, n_group]))]
+            assert p1[i, a] == 0.0 and p1[i, g] == pytest.approx(p0[i, g] + p0[i, a], rel=1e-6) and p1[i].argmax() == g
+        else:
+            np.testing.assert_array_equal(p1[i], p0[i])  # regular, or a repeating pattern: S kept
+    np.testing.assert_array_equal(ruled.predict_proba(w, r), p0)  # no rhythm given: no rule
+    # a beat in AF whose most probable class is not S is left alone
+    bias_v = [0.0] * len(CLASSES)
+    bias_v[CLASSES.index("V")] = 8.0
+    v_ruled = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**meta, "logit_bias": bias_v, "af_rule": rule})))
+    v_plain = Classifier(*load_model(save_weights(tmp_path / "vp.pt", m, {**meta, "logit_bias": bias_v})))
+    np.testing.assert_array_equal(v_ruled.predict_proba(w, r, rhythm=rhythm), v_plain.predict_proba(w, r, rhythm=rhythm))
+    with pytest.raises(ConfigError, match="rhythm must have shape"):
+        ruled.predict_proba(w, r, rhythm=rhythm[:3])
+    blob = torch.load(tmp_path / "a.pt", weights_only=True)
+    for bad in ({"min_irregular": 0.1}, {"min_irregular": -1, "max_regular": 0.5}, {"min_irregular": 0.1, "max_regular": 2}, [0.1, 0.5]):
+        blob["meta_json"] = json.dumps({**meta, "af_rule": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="bad.pt: metadata 'af_rule' must be"):
+            load_model(tmp_path / "bad.pt")

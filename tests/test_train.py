@@ -178,3 +178,10 @@ def test_fusion_threshold_is_a_quantile_of_the_training_f_beats():
             TrainConfig(fusion_quantile=bad).validate()
     with pytest.raises(ConfigError, match="template channel"):
         TrainConfig(fusion_quantile=0.01, featurizer={"template_beats": 0}).validate()
+
+
+def test_af_rule_setting_is_validated():
+    assert TrainConfig(af_rule={"min_irregular": 0.1, "max_regular": 0.5}).validate().af_rule["max_regular"] == 0.5
+    for bad in ({"min_irregular": 0.1}, {"min_irregular": 0.1, "max_regular": 1.5}, "on"):
+        with pytest.raises(ConfigError, match="af_rule"):
+            TrainConfig(af_rule=bad).validate()

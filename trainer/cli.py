@@ -108,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=d, help="dataset cache directory (default: user cache ecg-monitor/datasets)")
     p.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--add-fusion-rule", metavar="WEIGHTS", default=None,
-                   help="do not train: store the fusion rule (--fusion-quantile, from the protocol's training records) "
-                        "in the existing weights file WEIGHTS (or write it to --weights-out)")
+    p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
+                   help="do not train: store the decision rules of the settings (--fusion-quantile, from the protocol's "
+                        "training records; af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_progress:
             values["progress"] = False
         cfg = TrainConfig(**values)
-        if args.add_fusion_rule:
-            from .train import add_fusion_rule
+        if args.add_rules:
+            from .train import add_rules
 
-            print(f"weights: {add_fusion_rule(args.add_fusion_rule, cfg)}")
+            print(f"weights: {add_rules(args.add_rules, cfg)}")
             return 0
         weights = train(cfg, argv=["ecg-train", *(sys.argv[1:] if argv is None else argv)], resume=args.resume)
         print(f"weights: {weights}")

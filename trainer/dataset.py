@@ -152,6 +152,9 @@ class RecordBeats:
         Their symbols.
     ref_detected : numpy.ndarray of bool
         Whether each reference beat was matched by a detection.
+    rhythm : numpy.ndarray of float32, shape (n, 2)
+        The rhythm before each beat (:attr:`monitor.beats.BeatFeatures.rhythm`),
+        for the classifier's decision rules.
     """
 
     record: str
@@ -164,6 +167,7 @@ class RecordBeats:
     ref_sample: np.ndarray
     ref_symbol: np.ndarray
     ref_detected: np.ndarray
+    rhythm: np.ndarray
 
     def __len__(self) -> int:
         """Return the number of detected beats."""
@@ -282,6 +286,7 @@ def record_beats(
         ref_sample=ref_sample,
         ref_symbol=ref_symbol,
         ref_detected=detected,
+        rhythm=feats.rhythm,
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,7 @@ def evaluate(
     use_logit_bias: bool = True,
     member: int | None = None,
     use_fusion_rule: bool = True,
+    use_af_rule: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
 
@@ -139,6 +140,9 @@ def evaluate(
     fusion_rms = clf.fusion_max_template_rms
     if not use_fusion_rule:
         clf.fusion_max_template_rms = None
+    af_thresholds = clf.af_rule
+    if not use_af_rule:
+        clf.af_rule = None
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +169,7 @@ def evaluate(
     for r in test_recs:
         rb = data[r]
         ix = sel[r]
-        prob = clf.predict_proba(rb.windows[ix], rb.rr[ix]) if ix.size else np.zeros((0, len(CLASSES)), np.float32)
+        prob = clf.predict_proba(rb.windows[ix], rb.rr[ix], rhythm=rb.rhythm[ix]) if ix.size else np.zeros((0, len(CLASSES)), np.float32)
         lab = rb.label[ix]
         ys.append(lab)
         ps.append(prob)
@@ -217,6 +221,8 @@ def evaluate(
         "logit_bias_ignored": not use_logit_bias and "logit_bias" in clf.meta,
         "fusion_max_template_rms": fusion_rms,
         "fusion_rule_ignored": not use_fusion_rule and fusion_rms is not None,
+        "af_rule": None if af_thresholds is None else {"min_irregular": af_thresholds[0], "max_regular": af_thresholds[1]},
+        "af_rule_ignored": not use_af_rule and af_thresholds is not None,
         "members_in_file": n_members,
         "member_evaluated": member,
     }
@@ -346,6 +352,10 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* fusion rule (beats closer to their template than this RMS are not called F): "
         + ("none" if m["fusion_max_template_rms"] is None else f"{m['fusion_max_template_rms']:.3f}")
         + (" (ignored: --no-fusion-rule)" if m["fusion_rule_ignored"] else ""),
+        "* AF rule (no S label while the rhythm looks like atrial fibrillation): "
+        + ("none" if m["af_rule"] is None else f"irregularity (median difference of intervals 1 to 3 apart, smallest lag) > {m['af_rule']['min_irregular']:g} of the median interval "
+           f"and under {m['af_rule']['max_regular']:.0%} of intervals within 10 % of it")
+        + (" (ignored: --no-af-rule)" if m["af_rule_ignored"] else ""),
         "* models: " + _models_scored(m),
         "",
         "## Per model class",
@@ -409,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the per-class logit offsets stored in the weights (ecg-train --calibrate), to measure their effect")
     p.add_argument("--no-fusion-rule", action="store_true",
                    help="ignore the fusion rule stored in the weights (ecg-train --fusion-quantile), to measure its effect")
+    p.add_argument("--no-af-rule", action="store_true",
+                   help="ignore the AF rule stored in the weights (af_rule), to measure its effect")
     p.add_argument("--member", type=int, default=None,
                    help="evaluate only member K (0-based) of an ensemble weights file (ecg-train --ensemble: 0 is the final model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -425,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         m = evaluate(
             args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
-            member=args.member, use_fusion_rule=not args.no_fusion_rule,
+            member=args.member, use_fusion_rule=not args.no_fusion_rule, use_af_rule=not args.no_af_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

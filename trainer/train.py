@@ -41,6 +41,7 @@ from torch import nn
 from monitor.beats import BeatFeaturizer
 from monitor.labels import CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
+from monitor.model import af_rule as af_rule_thresholds
 from replay import __version__
 from replay._validate import check_option
 from replay.errors import ConfigError
@@ -52,7 +53,7 @@ from .calibrate import fit_logit_bias, score_predictions
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "TrainConfig", "add_fusion_rule", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
+    "TrainConfig", "add_rules", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
     "load_config_file", "train",
 ]  # fmt: skip
 
@@ -105,6 +106,12 @@ class TrainConfig:
         and template over the training set's F beats, e.g. 0.01, so that
         the rule leaves 99 % of them alone (0: no rule; default).  Needs the
         template channel (``featurizer.template_beats > 0``).
+    af_rule : dict
+        Store the AF rule (:mod:`monitor.model`) in the weights file with
+        these thresholds, e.g. ``{"min_irregular": 0.1, "max_regular": 0.5}``
+        (a ``[af_rule]`` table in a config file): no S label while the
+        rhythm before the beat looks like atrial fibrillation (default:
+        empty, no rule).
     seed : int
         Seed of every random choice.
     patience : int
@@ -175,6 +182,7 @@ class TrainConfig:
     max_class_weight: float = 50.0
     class_weight_scale: dict = field(default_factory=dict)
     fusion_quantile: float = 0.0
+    af_rule: dict = field(default_factory=dict)
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -239,6 +247,10 @@ class TrainConfig:
             raise ConfigError(f"fusion_quantile must be a number in [0, 0.5), got {self.fusion_quantile!r}")
         if self.fusion_quantile and self.featurizer.get("template_beats", ds.DEFAULT_FEATURIZER.get("template_beats", 16)) == 0:
             raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
+        if not isinstance(self.af_rule, dict):
+            raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
+        if self.af_rule:
+            af_rule_thresholds({"af_rule": self.af_rule, "classes": list(CLASSES)})
         if isinstance(self.val_fold, str) and self.val_fold.strip().lower() == "none":
             self.val_fold = None  # a config file's val_fold = "none" (TOML has no null)
         if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):
@@ -321,46 +333,53 @@ def fusion_threshold(windows: np.ndarray, labels: np.ndarray, quantile: float) -
     return {"max_template_rms": float(np.quantile(d, quantile)), "quantile": float(quantile), "f_beats": int(len(w))}
 
 
-def add_fusion_rule(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
-    """Store the fusion rule in an existing weights file, without training.
+def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """Store the decision rules of ``cfg`` in an existing weights file, without training.
 
-    The threshold (:func:`fusion_threshold`, quantile ``cfg.fusion_quantile``)
-    is taken from the training records of ``cfg.protocol`` (every one: no
-    validation fold), with the file's own featurizer settings, so it is the
-    value ``ecg-train --fusion-quantile`` would have stored when training the
-    model on them (the rule does not change training).
+    The fusion rule (``cfg.fusion_quantile`` > 0): its threshold
+    (:func:`fusion_threshold`) is taken from the training records of
+    ``cfg.protocol`` (every one: no validation fold), with the file's own
+    featurizer settings, so it is the value ``ecg-train --fusion-quantile``
+    would have stored when training the model on them (the rule does not
+    change training).  The AF rule (``cfg.af_rule``): its thresholds as
+    given.  Rules not asked for are left as they are in the file.
 
     Parameters
     ----------
     weights : str or path-like
         The weights file.
     cfg : TrainConfig
-        ``protocol``, ``data_dir``, ``cache``, ``fusion_quantile`` (> 0),
-        ``weights_out`` (default: ``weights`` itself, rewritten atomically),
-        and the quick-run ``train_records`` / ``duration_s``.
+        ``fusion_quantile``, ``af_rule``, ``protocol``, ``data_dir``,
+        ``cache``, ``weights_out`` (default: ``weights`` itself, rewritten
+        atomically), and the quick-run ``train_records`` / ``duration_s``.
 
     Returns
     -------
     pathlib.Path
         The file written.
     """
-    if not cfg.fusion_quantile:
-        raise ConfigError("adding the fusion rule needs --fusion-quantile > 0 (e.g. 0.01)")
+    if not cfg.fusion_quantile and not cfg.af_rule:
+        raise ConfigError("--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01) or an af_rule table in --config")
     model, meta = load_model(weights)
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
-    train_recs, _ = ds.protocol_records(data_cfg.protocol)
-    if data_cfg.train_records is not None:
-        train_recs = tuple(str(r) for r in data_cfg.train_records)
-    data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
-    split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
-    wt, _, yt, _ = ds.stack(data, split.train)
-    fusion = fusion_threshold(wt, yt, data_cfg.fusion_quantile)
-    fusion["records"] = list(split.records("train"))
-    meta["fusion_max_template_rms"] = fusion["max_template_rms"]
-    meta["training"] = {**meta.get("training", {}), "fusion_rule": fusion}
+    if cfg.af_rule:
+        meta["af_rule"] = dict(cfg.af_rule)
+        meta["training"] = {**meta.get("training", {}), "af_rule": dict(cfg.af_rule)}
+    if cfg.fusion_quantile:
+        train_recs, _ = ds.protocol_records(data_cfg.protocol)
+        if data_cfg.train_records is not None:
+            train_recs = tuple(str(r) for r in data_cfg.train_records)
+        data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
+        split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
+        wt, _, yt, _ = ds.stack(data, split.train)
+        fusion = fusion_threshold(wt, yt, data_cfg.fusion_quantile)
+        fusion["records"] = list(split.records("train"))
+        meta["fusion_max_template_rms"] = fusion["max_template_rms"]
+        meta["training"] = {**meta.get("training", {}), "fusion_rule": fusion}
+        logger.info("fusion rule: template RMS %.3f (%g quantile of %d F beats)", fusion["max_template_rms"], data_cfg.fusion_quantile, fusion["f_beats"])
     out = save_weights(cfg.weights_out or weights, model, meta)
-    logger.info("fusion rule added to %s: template RMS %.3f (%g quantile of %d F beats)", out, fusion["max_template_rms"], data_cfg.fusion_quantile, fusion["f_beats"])
+    logger.info("rules written to %s", out)
     return out
 
 
@@ -691,6 +710,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
+    if cfg.af_rule:
+        meta["af_rule"] = dict(cfg.af_rule)
     fusion = None
     if cfg.fusion_quantile:
         fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
