@@ -53,6 +53,7 @@ __all__ = [
     "BeatFeaturizer",
     "featurize_beats",
     "live_front_end",
+    "template_rms",
     "offline_beats",
 ]
 
@@ -156,6 +157,23 @@ NORMALIZATIONS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]
 }
 
 _EPS_MV = 1e-3  # smallest scale, in mV, so a flat window does not blow up
+
+
+def template_rms(windows: np.ndarray) -> np.ndarray:
+    """Root-mean-square difference between each normalised beat and its template channel.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray, shape (k, 2, n_window)
+        :attr:`BeatFeatures.windows` with the template channel.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (k,)
+        In units of the beat's normalisation: 0 for a beat identical to the
+        patient's recent ones, large for an ectopic shape.
+    """
+    return np.sqrt(np.mean((windows[:, 0].astype(np.float64) - windows[:, 1]) ** 2, axis=1))
 
 
 #: Columns of :attr:`BeatFeatures.rhythm`.
@@ -409,7 +427,7 @@ class BeatFeaturizer:
         self._started = False
         self._last_beat: int | None = None
         self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
-        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd, madsd, regular]
+        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd, madsd, regular, lagged]
         self._pending: deque[list] = deque()
         self._prev_pre: float | None = None
         self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
@@ -537,20 +555,23 @@ class BeatFeaturizer:
         """(smoothed pNN50, RMSSD / mean RR, median |successive difference| / median RR,
         share of intervals within 10 % of the median, the smallest over lags 1 to 3
         of median |RR_i - RR_(i-lag)| / median RR) of the last ``af_beats``
-        intervals (see ``af_context``, ``af_robust`` and :attr:`BeatFeatures.rhythm`)."""
+        intervals (see ``af_context``, ``af_robust`` and :attr:`BeatFeatures.rhythm`);
+        pNN50 and RMSSD are 0 without ``af_context``."""
         recent = self._recent_rr(self.af_beats + 1)
-        diffs = [y - x for x, y in itertools.pairwise(recent)]
-        m = len(diffs)
-        pnn50 = (sum(abs(d) > 0.05 for d in diffs) + 0.5) / (m + 1)
-        rmssd = math.sqrt(math.fsum(d * d for d in diffs) / m) / (math.fsum(recent) / len(recent)) if m else 0.0
-        med = statistics.median(recent) if recent else 0.0
-        madsd = statistics.median(abs(d) for d in diffs) / med if m else 0.0
-        regular = sum(abs(x - med) <= 0.1 * med for x in recent) / len(recent) if recent else 1.0
-        lagged = madsd
-        for lag in (2, 3):  # a repeating pattern (bigeminy, trigeminy) is regular at its period
-            if len(recent) > lag:
-                lagged = min(lagged, statistics.median(abs(recent[i] - recent[i - lag]) for i in range(lag, len(recent))) / med)
-        return pnn50, rmssd, madsd, regular, lagged
+        n = len(recent)
+        pnn50 = rmssd = 0.0
+        if self.af_context:  # only a model input: not computed for nothing on every beat
+            diffs = [y - x for x, y in itertools.pairwise(recent)]
+            pnn50 = (sum(abs(d) > 0.05 for d in diffs) + 0.5) / max(n, 1)  # (count + 0.5) / (m + 1), m = n - 1 differences
+            rmssd = math.sqrt(math.fsum(d * d for d in diffs) / len(diffs)) / (math.fsum(recent) / n) if n > 1 else 0.0
+        if n < 2:
+            return pnn50, rmssd, 0.0, 1.0, 0.0
+        med = statistics.median(recent)
+        regular = sum(abs(x - med) <= 0.1 * med for x in recent) / n
+        # median |RR_i - RR_(i-lag)| / median RR for lags 1 to 3: lag 1 is af_madsd, and a
+        # repeating pattern (bigeminy, trigeminy) is regular at its period
+        lags = [statistics.median(abs(a - b) for a, b in zip(recent[lag:], recent)) / med for lag in (1, 2, 3) if n > lag]
+        return pnn50, rmssd, lags[0], regular, min(lags)
 
     # ------------------------------------------------------------------ output
     def _windows(self, beats: np.ndarray) -> np.ndarray:
@@ -603,7 +624,7 @@ class BeatFeaturizer:
         if self.rr_context:
             feats += [pre / prev, pre / median]
         if self.template_distance:
-            feats.append(np.sqrt(np.mean((wins[:, 0].astype(np.float64) - wins[:, 1]) ** 2, axis=1)))
+            feats.append(template_rms(wins))
         if self.af_context:
             feats += [pnn50, rmssd]
         if self.af_robust:

@@ -89,7 +89,7 @@ from torch import nn
 from replay._validate import ensure_int
 from replay.errors import ConfigError
 
-from .beats import BeatFeaturizer
+from .beats import BeatFeaturizer, template_rms
 from .labels import CLASS_TO_AAMI
 
 logger = logging.getLogger(__name__)
@@ -589,30 +589,32 @@ class Classifier:
                 w = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
                 r = torch.from_numpy(rr[i : i + batch_size]).to(self.device)
                 out[i : i + batch_size] = torch.softmax(self.model(w, r) + self.logit_bias, dim=1).cpu().numpy()
-        if self.fusion_max_template_rms is not None and self._f is not None and windows.shape[1] > 1 and self._n_group.size:
+        if self.fusion_max_template_rms is not None and self._f is not None and windows.shape[1] > 1:
             self._fusion_rule(windows, out)
-        if self.af_rule is not None and rhythm is not None and self._n_group.size and self._s_group.size:
-            rhythm = np.asarray(rhythm, dtype=np.float32)
-            if rhythm.shape != (windows.shape[0], 2):
-                raise ConfigError(f"rhythm must have shape ({windows.shape[0]}, 2), got {rhythm.shape}")
-            called_s = np.isin(out.argmax(axis=1), self._s_group)
-            af = np.flatnonzero((rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]) & called_s)
-            self._move_to_n(out, af, self._s_group)
+        if self.af_rule is not None and rhythm is not None:
+            self._af_rule(rhythm, out)
         return out
 
     def _move_to_n(self, prob: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """Give the probability of classes ``cols`` of beats ``rows`` to each beat's most probable AAMI-N class (in place)."""
-        if rows.size:
+        if rows.size and self._n_group.size and cols.size:
             group = self._n_group[prob[np.ix_(rows, self._n_group)].argmax(axis=1)]
             prob[rows, group] += prob[np.ix_(rows, cols)].sum(axis=1)
             prob[np.ix_(rows, cols)] = 0.0
 
     def _fusion_rule(self, windows: np.ndarray, prob: np.ndarray) -> None:
         """Move the F probability of beats that match their template to their most probable AAMI-N class (in place)."""
-        diff = windows[:, 0] - windows[:, 1]
-        # mean square below the squared threshold (no square root per beat)
-        match = np.flatnonzero(np.einsum("ij,ij->i", diff, diff) < self.fusion_max_template_rms**2 * diff.shape[1])
+        match = np.flatnonzero(template_rms(windows) < self.fusion_max_template_rms)
         self._move_to_n(prob, match, np.array([self._f]))
+
+    def _af_rule(self, rhythm: np.ndarray, prob: np.ndarray) -> None:
+        """Move the S probability of beats called S in an AF-like rhythm to their most probable AAMI-N class (in place)."""
+        rhythm = np.asarray(rhythm, dtype=np.float32)
+        if rhythm.shape != (prob.shape[0], 2):
+            raise ConfigError(f"rhythm must have shape ({prob.shape[0]}, 2), got {rhythm.shape}")
+        called_s = np.isin(prob.argmax(axis=1), self._s_group)
+        af = np.flatnonzero((rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]) & called_s)
+        self._move_to_n(prob, af, self._s_group)
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
         """Return the most probable class name of each beat."""

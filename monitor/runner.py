@@ -28,6 +28,7 @@ from replay.sources import SourceSpec, load_source_record, parse_source
 from replay.wire import AnnotationBatch, SampleChunk, check_stream_name
 
 from .alarms import AlarmConfig
+from .beats import BeatFeatures
 from .events import EventWriter
 from .pipeline import StreamMonitor
 from .recorder import StreamRecorder, check_record_dir
@@ -305,10 +306,8 @@ class MonitorRunner:
             ready = [(m, m.take_ready()) for m in self.monitors.values()]
             ready = [(m, f) for m, f in ready if f is not None]
             if ready:
-                windows = np.concatenate([f.windows for _, f in ready])
-                rr = np.concatenate([f.rr for _, f in ready])
-                rhythm = np.concatenate([f.rhythm for _, f in ready])
-                probs = self.classifier.predict_proba(windows, rr, rhythm=rhythm)
+                batch = BeatFeatures.concatenate([f for _, f in ready], *self.classifier.input_shape, self.classifier.n_rr)
+                probs = self.classifier.predict_proba(batch.windows, batch.rr, rhythm=batch.rhythm)
                 i = 0
                 for m, f in ready:
                     self.writer.write_many(m.label_beats(f, probs[i : i + len(f)]))

@@ -213,19 +213,34 @@ def test_bad_member_counts_are_rejected(tmp_path):
         load_model(tmp_path / "one.pt")
 
 
+N_GROUP = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
+
+
+def _six_beats(seed: int, rng_seed: int):
+    """An untrained model, its metadata and 6 random beats (windows, RR features)."""
+    meta = _meta()
+    torch.manual_seed(seed)
+    m = build_model(meta).eval()
+    rng = np.random.default_rng(rng_seed)
+    w = rng.normal(size=(6, 2, 128)).astype(np.float32)
+    return meta, m, rng, w
+
+
+def _favouring(cls: str) -> list[float]:
+    """Logit offsets that make ``cls`` the most probable class of every beat."""
+    bias = [0.0] * len(CLASSES)
+    bias[CLASSES.index(cls)] = 8.0
+    return bias
+
+
 def test_fusion_rule_moves_f_to_the_n_group_only_for_template_matches(tmp_path):
     import json
 
-    meta = _meta()
-    torch.manual_seed(0)
-    m = build_model(meta).eval()
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(6, 2, 128)).astype(np.float32)
+    meta, m, rng, w = _six_beats(0, 0)
     w[:3, 1] = w[:3, 0] + rng.normal(scale=0.05, size=(3, 128))  # beats 0-2 match their template (RMS ~0.05)
     r = (rng.random((6, 10)) + 0.5).astype(np.float32)
-    f, n_group = CLASSES.index("F"), [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
-    bias = [0.0] * len(CLASSES)
-    bias[f] = 8.0  # make F the most probable class of every beat
+    f, n_group = CLASSES.index("F"), N_GROUP
+    bias = _favouring("F")
     plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
     assert plain.fusion_max_template_rms is None
     ruled = Classifier(*load_model(save_weights(tmp_path / "f.pt", m, {**meta, "logit_bias": bias, "fusion_max_template_rms": 0.2})))
@@ -256,15 +271,10 @@ def test_fusion_rule_moves_f_to_the_n_group_only_for_template_matches(tmp_path):
 def test_af_rule_moves_s_to_the_n_group_only_in_af_and_only_when_s_wins(tmp_path):
     import json
 
-    meta = _meta()
-    torch.manual_seed(1)
-    m = build_model(meta).eval()
-    rng = np.random.default_rng(2)
-    w = rng.normal(size=(6, 2, 128)).astype(np.float32)
+    meta, m, rng, w = _six_beats(1, 2)
     r = (rng.random((6, 10)) + 0.5).astype(np.float32)
-    a, n_group = CLASSES.index("A"), [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
-    bias = [0.0] * len(CLASSES)
-    bias[a] = 8.0  # A wins for every beat
+    a, n_group = CLASSES.index("A"), N_GROUP
+    bias = _favouring("A")
     rhythm = np.array([[0.3, 0.2], [0.3, 0.2], [0.05, 0.2], [0.3, 0.8], [0.3, 0.2], [0.02, 0.9]], np.float32)
     rule = {"min_irregular": 0.1, "max_regular": 0.5}
     plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
@@ -282,8 +292,7 @@ def test_af_rule_moves_s_to_the_n_group_only_in_af_and_only_when_s_wins(tmp_path
             np.testing.assert_array_equal(p1[i], p0[i])  # regular, or a repeating pattern: S kept
     np.testing.assert_array_equal(ruled.predict_proba(w, r), p0)  # no rhythm given: no rule
     # a beat in AF whose most probable class is not S is left alone
-    bias_v = [0.0] * len(CLASSES)
-    bias_v[CLASSES.index("V")] = 8.0
+    bias_v = _favouring("V")
     v_ruled = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**meta, "logit_bias": bias_v, "af_rule": rule})))
     v_plain = Classifier(*load_model(save_weights(tmp_path / "vp.pt", m, {**meta, "logit_bias": bias_v})))
     np.testing.assert_array_equal(v_ruled.predict_proba(w, r, rhythm=rhythm), v_plain.predict_proba(w, r, rhythm=rhythm))

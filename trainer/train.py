@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from monitor.beats import BeatFeaturizer
+from monitor.beats import BeatFeaturizer, template_rms
 from monitor.labels import CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
 from monitor.model import af_rule as af_rule_thresholds
@@ -245,8 +245,6 @@ class TrainConfig:
                 raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
         if isinstance(self.fusion_quantile, bool) or not isinstance(self.fusion_quantile, (int, float)) or not 0 <= self.fusion_quantile < 0.5:
             raise ConfigError(f"fusion_quantile must be a number in [0, 0.5), got {self.fusion_quantile!r}")
-        if self.fusion_quantile and self.featurizer.get("template_beats", ds.DEFAULT_FEATURIZER.get("template_beats", 16)) == 0:
-            raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
         if not isinstance(self.af_rule, dict):
             raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
         if self.af_rule:
@@ -256,9 +254,11 @@ class TrainConfig:
         if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):
             raise ConfigError(f"val_fold must be an integer fold index or none, got {self.val_fold!r}")
         try:
-            BeatFeaturizer(360.0, **self.featurizer)  # raises ConfigError on bad values
+            fz = BeatFeaturizer(360.0, **self.featurizer)  # raises ConfigError on bad values
         except TypeError as exc:
             raise ConfigError(f"featurizer settings: {exc}") from None
+        if self.fusion_quantile and fz.template_beats == 0:
+            raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
         return self
 
 
@@ -329,7 +329,7 @@ def fusion_threshold(windows: np.ndarray, labels: np.ndarray, quantile: float) -
     w = windows[labels == CLASSES.index("F")]
     if not len(w):
         raise ConfigError("the fusion rule needs F beats in the training records; there are none")
-    d = np.sqrt(np.mean((w[:, 0].astype(np.float64) - w[:, 1]) ** 2, axis=1))
+    d = template_rms(w)
     return {"max_template_rms": float(np.quantile(d, quantile)), "quantile": float(quantile), "f_beats": int(len(w))}
 
 
@@ -363,24 +363,50 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     model, meta = load_model(weights)
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
-    if cfg.af_rule:
-        meta["af_rule"] = dict(cfg.af_rule)
-        meta["training"] = {**meta.get("training", {}), "af_rule": dict(cfg.af_rule)}
+    meta["training"] = dict(meta.get("training", {}))
+    wt = yt = records = None
     if cfg.fusion_quantile:
-        train_recs, _ = ds.protocol_records(data_cfg.protocol)
-        if data_cfg.train_records is not None:
-            train_recs = tuple(str(r) for r in data_cfg.train_records)
+        train_recs, _ = _records(data_cfg)
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
         wt, _, yt, _ = ds.stack(data, split.train)
-        fusion = fusion_threshold(wt, yt, data_cfg.fusion_quantile)
-        fusion["records"] = list(split.records("train"))
-        meta["fusion_max_template_rms"] = fusion["max_template_rms"]
-        meta["training"] = {**meta.get("training", {}), "fusion_rule": fusion}
-        logger.info("fusion rule: template RMS %.3f (%g quantile of %d F beats)", fusion["max_template_rms"], data_cfg.fusion_quantile, fusion["f_beats"])
+        records = list(split.records("train"))
+    fusion = _store_rules(meta, data_cfg, wt, yt)
+    if fusion is not None:
+        fusion["records"] = records
     out = save_weights(cfg.weights_out or weights, model, meta)
     logger.info("rules written to %s", out)
     return out
+
+
+def _records(cfg: TrainConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The training and test records: the protocol's, or ``cfg.train_records`` / ``test_records``."""
+    train_recs, test_recs = ds.protocol_records(cfg.protocol)
+    if cfg.train_records is not None:
+        train_recs = tuple(str(r) for r in cfg.train_records)
+    if cfg.test_records is not None:
+        test_recs = tuple(str(r) for r in cfg.test_records)
+    return train_recs, test_recs
+
+
+def _store_rules(meta: dict[str, Any], cfg: TrainConfig, wt: np.ndarray | None, yt: np.ndarray | None) -> dict[str, Any] | None:
+    """Put the decision rules that ``cfg`` asks for into weights metadata (in place).
+
+    The AF rule's thresholds as given; the fusion rule's threshold from the
+    training windows ``wt`` and labels ``yt`` (:func:`fusion_threshold`), which
+    is also recorded in ``meta["training"]`` and returned (None without it).
+    """
+    if cfg.af_rule:
+        meta["af_rule"] = dict(cfg.af_rule)
+        meta["training"]["af_rule"] = dict(cfg.af_rule)
+    if not cfg.fusion_quantile:
+        return None
+    fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
+    meta["fusion_max_template_rms"] = fusion["max_template_rms"]
+    meta["training"]["fusion_rule"] = fusion
+    logger.info("fusion rule: F moved to N below template RMS %.3f (%g quantile of %d training F beats)",
+                fusion["max_template_rms"], cfg.fusion_quantile, fusion["f_beats"])
+    return fusion
 
 
 def default_threads() -> int:
@@ -634,11 +660,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or default_threads())
-    train_recs, test_recs = ds.protocol_records(cfg.protocol)
-    if cfg.train_records is not None:
-        train_recs = tuple(str(r) for r in cfg.train_records)
-    if cfg.test_records is not None:
-        test_recs = tuple(str(r) for r in cfg.test_records)
+    train_recs, test_recs = _records(cfg)
     records = list(dict.fromkeys(list(train_recs) + list(test_recs)))
     t0 = time.perf_counter()
     data = ds.build_dataset(
@@ -710,15 +732,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
-    if cfg.af_rule:
-        meta["af_rule"] = dict(cfg.af_rule)
-    fusion = None
-    if cfg.fusion_quantile:
-        fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
-        meta["fusion_max_template_rms"] = fusion["max_template_rms"]
-        meta["training"]["fusion_rule"] = fusion
-        logger.info("fusion rule: F moved to N below template RMS %.3f (%g quantile of %d training F beats)",
-                    fusion["max_template_rms"], cfg.fusion_quantile, fusion["f_beats"])
+    fusion = _store_rules(meta, cfg, wt, yt)
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
