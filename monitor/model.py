@@ -56,6 +56,21 @@ pauses, keep those measures low, so premature beats in a sinus rhythm keep
 their label, and so do atrial bigeminy and trigeminy, which are regular
 at their period.  See :func:`af_rule`.
 
+Prematurity rule
+----------------
+A premature atrial beat (AAMI S) comes early: its interval from the previous
+beat is shorter than the patient's usual one.  A weights file may hold
+``meta["prematurity_max_rr_ratio"]`` (written by ``ecg-train
+--prematurity-quantile``): when a beat's most probable class is of AAMI S
+and its ``pre_long`` RR feature (the interval from the previous beat over
+the mean of the last ``long_beats`` intervals, see
+:class:`monitor.beats.BeatFeaturizer`) is at or above that ratio, the
+classifier moves the S probability to the beat's most probable class of
+AAMI N, which then becomes the most probable class.  The threshold is a high
+quantile of that ratio over the training set's S beats (95 % for the shipped
+model: 0.899, so a beat must come about 10 % early to be called S, the usual
+clinical definition of prematurity).  See :func:`prematurity_max_rr_ratio`.
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -108,6 +123,7 @@ __all__ = [
     "load_model",
     "logit_bias",
     "member_count",
+    "prematurity_max_rr_ratio",
     "save_weights",
     "select_member",
 ]
@@ -417,6 +433,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         logit_bias(meta)
         fusion_max_template_rms(meta)
         af_rule(meta)
+        prematurity_max_rr_ratio(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
@@ -443,6 +460,31 @@ def af_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     if "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
         raise ConfigError("metadata 'af_rule' needs a class of AAMI S")
     return float(vals[0]), float(vals[1])
+
+
+def prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
+    """The prematurity rule's threshold in a model's metadata (None when it has none).
+
+    ``meta["prematurity_max_rr_ratio"]`` is a positive ratio of the interval
+    from the previous beat to the mean of the last ``long_beats`` intervals
+    (the ``pre_long`` RR feature): a beat at or above it is not called S (see
+    the module notes).  It needs the ``pre_long`` feature and a class of
+    AAMI S.
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not a positive finite number, or the model has no
+        ``pre_long`` RR feature or no class of AAMI S.
+    """
+    raw = meta.get("prematurity_max_rr_ratio")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not np.isfinite(raw) or raw <= 0:
+        raise ConfigError(f"metadata 'prematurity_max_rr_ratio' must be a positive number, got {raw!r:.40}")
+    if "pre_long" not in meta["rr_names"] or "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
+        raise ConfigError("metadata 'prematurity_max_rr_ratio' needs the pre_long RR feature and a class of AAMI S")
+    return float(raw)
 
 
 def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
@@ -535,6 +577,10 @@ class Classifier:
         #: rule.  Set it to None to measure the model without the rule (``ecg-eval --no-af-rule``).
         self.af_rule: tuple[float, float] | None = af_rule(meta)
         self._s_group = np.array([i for i, a in enumerate(self.aami) if a == "S"], dtype=np.int64)
+        #: Threshold of the prematurity rule (see the module notes); None: no rule.  Set it to None
+        #: to measure the model without the rule (``ecg-eval --no-prematurity-rule``).
+        self.prematurity_max_rr_ratio: float | None = prematurity_max_rr_ratio(meta)
+        self._pre_long = list(meta["rr_names"]).index("pre_long") if "pre_long" in meta["rr_names"] else None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:
@@ -573,8 +619,9 @@ class Classifier:
         numpy.ndarray of float32, shape (k, n_classes)
             Probabilities, in the order of :attr:`classes`: the softmax of
             the logits plus the model's :func:`logit_bias` offsets, then the
-            fusion rule (:attr:`fusion_max_template_rms`) and the AF rule
-            (:attr:`af_rule`) applied (see the module notes).
+            fusion rule (:attr:`fusion_max_template_rms`), the AF rule
+            (:attr:`af_rule`) and the prematurity rule
+            (:attr:`prematurity_max_rr_ratio`) applied (see the module notes).
         """
         windows = np.asarray(windows, dtype=np.float32)
         rr = np.asarray(rr, dtype=np.float32)
@@ -593,6 +640,8 @@ class Classifier:
             self._fusion_rule(windows, out)
         if self.af_rule is not None and rhythm is not None:
             self._af_rule(rhythm, out)
+        if self.prematurity_max_rr_ratio is not None and self._pre_long is not None:
+            self._prematurity_rule(rr, out)
         return out
 
     def _move_to_n(self, prob: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
@@ -615,6 +664,12 @@ class Classifier:
         called_s = np.isin(prob.argmax(axis=1), self._s_group)
         af = np.flatnonzero((rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]) & called_s)
         self._move_to_n(prob, af, self._s_group)
+
+    def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
+        """Move the S probability of beats called S that do not come early to their most probable AAMI-N class (in place)."""
+        called_s = np.isin(prob.argmax(axis=1), self._s_group)
+        late = np.flatnonzero(called_s & (rr[:, self._pre_long] >= self.prematurity_max_rr_ratio))
+        self._move_to_n(prob, late, self._s_group)
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
         """Return the most probable class name of each beat."""

@@ -201,6 +201,21 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert m["af_rule"] == {"min_irregular": 0.1, "max_regular": 0.5} and not m["af_rule_ignored"]
     assert "AF rule (no S label" in (tmp_path / "ev3" / "report.md").read_text()
     assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev4", "--no-af-rule")["af_rule_ignored"]
+    # the prematurity rule: its threshold from the training records' S beats (the first minute of
+    # 106, 119 and 208 has none: a clear error), the other rules kept
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--prematurity-quantile", "0.05", *common]) == 2
+    assert "needs S beats in the training records" in capsys.readouterr().err
+    s_rich = [*common[:2], "--records", "118;100", "--duration", "300", *common[6:]]
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--prematurity-quantile", "0.05", *s_rich]) == 0
+    three = Classifier.from_file(tmp_path / "ruled.pt")
+    prem = three.meta["training"]["prematurity_rule"]
+    assert prem["quantile"] == 0.05 and prem["records"] == ["118"] and prem["s_beats"] >= 5
+    assert 0 < three.prematurity_max_rr_ratio == prem["max_rr_ratio"] < 2
+    assert three.af_rule == (0.1, 0.5) and three.fusion_max_template_rms == rule["max_template_rms"]
+    m = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev5")
+    assert m["prematurity_max_rr_ratio"] == prem["max_rr_ratio"] and not m["prematurity_rule_ignored"]
+    assert "prematurity rule" in (tmp_path / "ev5" / "report.md").read_text()
+    assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev6", "--no-prematurity-rule")["prematurity_rule_ignored"]
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:

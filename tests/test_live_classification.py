@@ -116,7 +116,7 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     from trainer import dataset as ds
 
     clf = Classifier.from_file(asset("model.pt"))
-    assert clf.af_rule is not None and clf.fusion_max_template_rms is not None
+    assert clf.af_rule is not None and clf.fusion_max_template_rms is not None and clf.prematurity_max_rr_ratio is not None
     events, _ = run(RunnerConfig(sources=["replay:219"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
     live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
     rb = ds.record_beats("219", mitdb, clf.meta["featurizer"], cache=tmp_path, duration_s=300)
@@ -124,12 +124,16 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
     assert len(common) > 0.95 * len(rb) > 300
     assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
-    # the AF rule acts here: without it many more of these beats would be called A (those kept
-    # come before 32 intervals are known, or where the rhythm does not look like AF)
+    # the AF rule acts here: without it (and the prematurity rule) many more of these beats would
+    # be called A (those kept come before 32 intervals are known, or where the rhythm does not
+    # look like AF)
     bare, meta = load_model(asset("model.pt"))
-    plain = Classifier(bare, {k: v for k, v in meta.items() if k != "af_rule"})
+    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio")})
     a = CLASSES.index("A")
     called_a = plain.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1) == a
     in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])
     assert called_a.sum() > 50 and in_af.mean() > 0.5
     assert not (offline == a)[called_a & in_af].any() and (offline == a).sum() < 0.5 * called_a.sum()
+    # and so does the prematurity rule: no beat called A here comes late
+    late = rb.rr[:, list(clf.meta["rr_names"]).index("pre_long")] >= clf.prematurity_max_rr_ratio
+    assert (called_a & late).any() and not (offline == a)[late].any()

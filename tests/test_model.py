@@ -304,3 +304,43 @@ def test_af_rule_moves_s_to_the_n_group_only_in_af_and_only_when_s_wins(tmp_path
         torch.save(blob, tmp_path / "bad.pt")
         with pytest.raises(ConfigError, match="bad.pt: metadata 'af_rule' must be"):
             load_model(tmp_path / "bad.pt")
+
+
+def test_prematurity_rule_moves_s_to_the_n_group_for_beats_that_do_not_come_early(tmp_path):
+    import json
+
+    meta, m, rng, w = _six_beats(2, 3)
+    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
+    col = meta["rr_names"].index("pre_long")
+    r[:, col] = [0.6, 0.85, 0.9, 0.95, 1.2, 0.7]  # pre-RR over the long mean RR
+    a, n_group = CLASSES.index("A"), N_GROUP
+    bias = _favouring("A")
+    plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
+    ruled = Classifier(*load_model(save_weights(tmp_path / "s.pt", m, {**meta, "logit_bias": bias, "prematurity_max_rr_ratio": 0.9})))
+    assert plain.prematurity_max_rr_ratio is None and ruled.prematurity_max_rr_ratio == 0.9
+    p0, p1 = plain.predict_proba(w, r), ruled.predict_proba(w, r)
+    assert (p0.argmax(1) == a).all()
+    for i in range(6):
+        if r[i, col] >= 0.9:  # not premature: S goes to the most probable N-group class
+            g = n_group[int(np.argmax(p0[i, n_group]))]
+            assert p1[i, a] == 0.0 and p1[i, g] == pytest.approx(p0[i, g] + p0[i, a], rel=1e-6) and p1[i].argmax() == g
+        else:
+            np.testing.assert_array_equal(p1[i], p0[i])
+    assert [CLASSES[k] for k in p1.argmax(1)].count("A") == 3
+    # a late beat whose most probable class is not S is left alone
+    bias_v = _favouring("V")
+    v_ruled = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**meta, "logit_bias": bias_v, "prematurity_max_rr_ratio": 0.9})))
+    v_plain = Classifier(*load_model(save_weights(tmp_path / "vp.pt", m, {**meta, "logit_bias": bias_v})))
+    np.testing.assert_array_equal(v_ruled.predict_proba(w, r), v_plain.predict_proba(w, r))
+    # bad values, and a model without the pre_long feature, are rejected when loading
+    blob = torch.load(tmp_path / "s.pt", weights_only=True)
+    for bad in (0, -0.5, "0.9", float("nan"), True):
+        blob["meta_json"] = json.dumps({**meta, "prematurity_max_rr_ratio": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="bad.pt: metadata 'prematurity_max_rr_ratio' must be a positive number"):
+            load_model(tmp_path / "bad.pt")
+    names = [n if n != "pre_long" else "pre_other" for n in meta["rr_names"]]
+    blob["meta_json"] = json.dumps({**meta, "rr_names": names, "prematurity_max_rr_ratio": 0.9})
+    torch.save(blob, tmp_path / "nolong.pt")
+    with pytest.raises(ConfigError, match="nolong.pt: .*needs the pre_long RR feature"):
+        load_model(tmp_path / "nolong.pt")

@@ -180,6 +180,31 @@ def test_fusion_threshold_is_a_quantile_of_the_training_f_beats():
         TrainConfig(fusion_quantile=0.01, featurizer={"template_beats": 0}).validate()
 
 
+def test_prematurity_threshold_is_a_high_quantile_of_the_training_s_beats():
+    from monitor.beats import BeatFeaturizer
+    from trainer.train import prematurity_threshold
+
+    names = BeatFeaturizer(360.0).rr_names
+    col = names.index("pre_long")
+    a, v = CLASSES.index("A"), CLASSES.index("V")
+    y = np.array([0] * 100 + [a] * 200 + [v] * 50)
+    rr = np.ones((350, len(names)), np.float32)
+    ratio = np.linspace(0.5, 1.0, 200)
+    rr[100:300, col] = ratio
+    rr[:100, col] = 2.0  # N and V beats do not count
+    rr[300:, col] = 0.1
+    out = prematurity_threshold(rr, y, names, 0.05)
+    assert out["s_beats"] == 200 and out["quantile"] == 0.05
+    assert out["max_rr_ratio"] == pytest.approx(np.quantile(ratio, 0.95), rel=1e-5)
+    with pytest.raises(ConfigError, match="S beats"):
+        prematurity_threshold(rr[:100], y[:100], names, 0.05)
+    with pytest.raises(ConfigError, match="pre_long"):
+        prematurity_threshold(rr, y, [n.replace("pre_long", "x") for n in names], 0.05)
+    for bad in (-0.1, 0.5, "x", True):
+        with pytest.raises(ConfigError, match="prematurity_quantile"):
+            TrainConfig(prematurity_quantile=bad).validate()
+
+
 def test_af_rule_setting_is_validated():
     assert TrainConfig(af_rule={"min_irregular": 0.1, "max_regular": 0.5}).validate().af_rule["max_regular"] == 0.5
     for bad in ({"min_irregular": 0.1}, {"min_irregular": 0.1, "max_regular": 1.5}, "on"):

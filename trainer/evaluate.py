@@ -110,6 +110,7 @@ def evaluate(
     member: int | None = None,
     use_fusion_rule: bool = True,
     use_af_rule: bool = True,
+    use_prematurity_rule: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
 
@@ -143,6 +144,9 @@ def evaluate(
     af_thresholds = clf.af_rule
     if not use_af_rule:
         clf.af_rule = None
+    prem_ratio = clf.prematurity_max_rr_ratio
+    if not use_prematurity_rule:
+        clf.prematurity_max_rr_ratio = None
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,6 +227,8 @@ def evaluate(
         "fusion_rule_ignored": not use_fusion_rule and fusion_rms is not None,
         "af_rule": None if af_thresholds is None else {"min_irregular": af_thresholds[0], "max_regular": af_thresholds[1]},
         "af_rule_ignored": not use_af_rule and af_thresholds is not None,
+        "prematurity_max_rr_ratio": prem_ratio,
+        "prematurity_rule_ignored": not use_prematurity_rule and prem_ratio is not None,
         "members_in_file": n_members,
         "member_evaluated": member,
     }
@@ -356,6 +362,9 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + ("none" if m["af_rule"] is None else f"irregularity (median difference of intervals 1 to 3 apart, smallest lag) > {m['af_rule']['min_irregular']:g} of the median interval "
            f"and under {m['af_rule']['max_regular']:.0%} of intervals within 10 % of it")
         + (" (ignored: --no-af-rule)" if m["af_rule_ignored"] else ""),
+        "* prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called S): "
+        + ("none" if m.get("prematurity_max_rr_ratio") is None else f"{m['prematurity_max_rr_ratio']:.3f}")
+        + (" (ignored: --no-prematurity-rule)" if m.get("prematurity_rule_ignored") else ""),
         "* models: " + _models_scored(m),
         "",
         "## Per model class",
@@ -421,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the fusion rule stored in the weights (ecg-train --fusion-quantile), to measure its effect")
     p.add_argument("--no-af-rule", action="store_true",
                    help="ignore the AF rule stored in the weights (af_rule), to measure its effect")
+    p.add_argument("--no-prematurity-rule", action="store_true",
+                   help="ignore the prematurity rule stored in the weights (ecg-train --prematurity-quantile), to measure its effect")
     p.add_argument("--member", type=int, default=None,
                    help="evaluate only member K (0-based) of an ensemble weights file (ecg-train --ensemble: 0 is the final model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -438,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
             member=args.member, use_fusion_rule=not args.no_fusion_rule, use_af_rule=not args.no_af_rule,
+            use_prematurity_rule=not args.no_prematurity_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from monitor.beats import BeatFeaturizer, template_rms
-from monitor.labels import CLASSES
+from monitor.labels import CLASS_TO_AAMI, CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
 from monitor.model import af_rule as af_rule_thresholds
 from replay import __version__
@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "TrainConfig", "add_rules", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
-    "load_config_file", "train",
+    "load_config_file", "prematurity_threshold", "train",
 ]  # fmt: skip
 
 
@@ -112,6 +112,13 @@ class TrainConfig:
         (a ``[af_rule]`` table in a config file): no S label while the
         rhythm before the beat looks like atrial fibrillation (default:
         empty, no rule).
+    prematurity_quantile : float
+        Store the prematurity rule (:mod:`monitor.model`) in the weights
+        file: a beat is not called S unless its interval from the previous
+        beat over the mean of the last ``long_beats`` intervals (the
+        ``pre_long`` RR feature) is below the ``1 - prematurity_quantile``
+        quantile of that ratio over the training set's S beats, e.g. 0.05,
+        so that the rule leaves 95 % of them alone (0: no rule; default).
     seed : int
         Seed of every random choice.
     patience : int
@@ -183,6 +190,7 @@ class TrainConfig:
     class_weight_scale: dict = field(default_factory=dict)
     fusion_quantile: float = 0.0
     af_rule: dict = field(default_factory=dict)
+    prematurity_quantile: float = 0.0
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -245,6 +253,9 @@ class TrainConfig:
                 raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
         if isinstance(self.fusion_quantile, bool) or not isinstance(self.fusion_quantile, (int, float)) or not 0 <= self.fusion_quantile < 0.5:
             raise ConfigError(f"fusion_quantile must be a number in [0, 0.5), got {self.fusion_quantile!r}")
+        q = self.prematurity_quantile
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
+            raise ConfigError(f"prematurity_quantile must be a number in [0, 0.5), got {q!r}")
         if not isinstance(self.af_rule, dict):
             raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
         if self.af_rule:
@@ -259,6 +270,8 @@ class TrainConfig:
             raise ConfigError(f"featurizer settings: {exc}") from None
         if self.fusion_quantile and fz.template_beats == 0:
             raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
+        if self.prematurity_quantile and "pre_long" not in fz.rr_names:
+            raise ConfigError("prematurity_quantile needs the pre_long RR feature, which these featurizer settings do not give")
         return self
 
 
@@ -333,6 +346,43 @@ def fusion_threshold(windows: np.ndarray, labels: np.ndarray, quantile: float) -
     return {"max_template_rms": float(np.quantile(d, quantile)), "quantile": float(quantile), "f_beats": int(len(w))}
 
 
+def prematurity_threshold(rr: np.ndarray, labels: np.ndarray, rr_names: list[str] | tuple[str, ...], quantile: float) -> dict[str, Any]:
+    """Threshold of the prematurity rule from training beats (see :mod:`monitor.model`).
+
+    Parameters
+    ----------
+    rr : numpy.ndarray, shape (n, n_rr)
+        RR features of the training beats (:class:`monitor.beats.BeatFeaturizer`).
+    labels : numpy.ndarray of int, shape (n,)
+        Their class indices (into :data:`monitor.labels.CLASSES`).
+    rr_names : sequence of str
+        Names of the RR features; must include ``pre_long`` (pre-RR over the
+        mean of the last ``long_beats`` intervals, a ratio).
+    quantile : float
+        Share of the S beats allowed at or above the threshold (e.g. 0.05).
+
+    Returns
+    -------
+    dict
+        ``max_rr_ratio`` (the threshold: the ``1 - quantile`` quantile of
+        ``pre_long`` over the S beats), ``quantile`` and ``s_beats`` (how
+        many S beats it was taken from).
+
+    Raises
+    ------
+    ConfigError
+        When there is no ``pre_long`` feature or no S beat.
+    """
+    names = list(rr_names)
+    if "pre_long" not in names:
+        raise ConfigError("the prematurity rule needs the pre_long RR feature")
+    s_classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "S"]
+    ratio = rr[np.isin(labels, s_classes), names.index("pre_long")]
+    if not ratio.size:
+        raise ConfigError("the prematurity rule needs S beats in the training records; there are none")
+    return {"max_rr_ratio": float(np.quantile(ratio, 1.0 - quantile)), "quantile": float(quantile), "s_beats": int(ratio.size)}
+
+
 def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     """Store the decision rules of ``cfg`` in an existing weights file, without training.
 
@@ -341,15 +391,17 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     ``cfg.protocol`` (every one: no validation fold), with the file's own
     featurizer settings, so it is the value ``ecg-train --fusion-quantile``
     would have stored when training the model on them (the rule does not
-    change training).  The AF rule (``cfg.af_rule``): its thresholds as
-    given.  Rules not asked for are left as they are in the file.
+    change training); likewise the prematurity rule's
+    (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`).  The
+    AF rule (``cfg.af_rule``): its thresholds as given.  Rules not asked for
+    are left as they are in the file.
 
     Parameters
     ----------
     weights : str or path-like
         The weights file.
     cfg : TrainConfig
-        ``fusion_quantile``, ``af_rule``, ``protocol``, ``data_dir``,
+        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``protocol``, ``data_dir``,
         ``cache``, ``weights_out`` (default: ``weights`` itself, rewritten
         atomically), and the quick-run ``train_records`` / ``duration_s``.
 
@@ -358,22 +410,25 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     pathlib.Path
         The file written.
     """
-    if not cfg.fusion_quantile and not cfg.af_rule:
-        raise ConfigError("--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01) or an af_rule table in --config")
+    if not cfg.fusion_quantile and not cfg.af_rule and not cfg.prematurity_quantile:
+        raise ConfigError(
+            "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05) "
+            "or an af_rule table in --config"
+        )
     model, meta = load_model(weights)
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
     meta["training"] = dict(meta.get("training", {}))
-    wt = yt = records = None
-    if cfg.fusion_quantile:
+    wt = rt = yt = records = None
+    if cfg.fusion_quantile or cfg.prematurity_quantile:
         train_recs, _ = _records(data_cfg)
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
-        wt, _, yt, _ = ds.stack(data, split.train)
+        wt, rt, yt, _ = ds.stack(data, split.train)
         records = list(split.records("train"))
-    fusion = _store_rules(meta, data_cfg, wt, yt)
-    if fusion is not None:
-        fusion["records"] = records
+    for info in _store_rules(meta, data_cfg, wt, rt, yt).values():
+        if info is not None:
+            info["records"] = records
     out = save_weights(cfg.weights_out or weights, model, meta)
     logger.info("rules written to %s", out)
     return out
@@ -389,24 +444,35 @@ def _records(cfg: TrainConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return train_recs, test_recs
 
 
-def _store_rules(meta: dict[str, Any], cfg: TrainConfig, wt: np.ndarray | None, yt: np.ndarray | None) -> dict[str, Any] | None:
+def _store_rules(
+    meta: dict[str, Any], cfg: TrainConfig, wt: np.ndarray | None, rt: np.ndarray | None, yt: np.ndarray | None
+) -> dict[str, dict[str, Any] | None]:
     """Put the decision rules that ``cfg`` asks for into weights metadata (in place).
 
     The AF rule's thresholds as given; the fusion rule's threshold from the
-    training windows ``wt`` and labels ``yt`` (:func:`fusion_threshold`), which
-    is also recorded in ``meta["training"]`` and returned (None without it).
+    training windows ``wt`` and labels ``yt`` (:func:`fusion_threshold`) and
+    the prematurity rule's from their RR features ``rt``
+    (:func:`prematurity_threshold`), each also recorded in
+    ``meta["training"]`` and returned as ``fusion_rule`` and
+    ``prematurity_rule`` (None for a rule not asked for).
     """
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
-    if not cfg.fusion_quantile:
-        return None
-    fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
-    meta["fusion_max_template_rms"] = fusion["max_template_rms"]
-    meta["training"]["fusion_rule"] = fusion
-    logger.info("fusion rule: F moved to N below template RMS %.3f (%g quantile of %d training F beats)",
-                fusion["max_template_rms"], cfg.fusion_quantile, fusion["f_beats"])
-    return fusion
+    fusion = prem = None
+    if cfg.fusion_quantile:
+        fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
+        meta["fusion_max_template_rms"] = fusion["max_template_rms"]
+        meta["training"]["fusion_rule"] = fusion
+        logger.info("fusion rule: F moved to N below template RMS %.3f (%g quantile of %d training F beats)",
+                    fusion["max_template_rms"], cfg.fusion_quantile, fusion["f_beats"])
+    if cfg.prematurity_quantile:
+        prem = prematurity_threshold(rt, yt, meta["rr_names"], cfg.prematurity_quantile)
+        meta["prematurity_max_rr_ratio"] = prem["max_rr_ratio"]
+        meta["training"]["prematurity_rule"] = prem
+        logger.info("prematurity rule: S moved to N at pre-RR / long mean RR >= %.3f (%g of %d training S beats above)",
+                    prem["max_rr_ratio"], cfg.prematurity_quantile, prem["s_beats"])
+    return {"fusion_rule": fusion, "prematurity_rule": prem}
 
 
 def default_threads() -> int:
@@ -732,7 +798,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
-    fusion = _store_rules(meta, cfg, wt, yt)
+    rules = _store_rules(meta, cfg, wt, rt, yt)
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
@@ -755,7 +821,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         },
         "best_epoch": best_epoch,
         "cv": cv_info,
-        "fusion_rule": fusion,
+        "fusion_rule": rules["fusion_rule"],
+        "prematurity_rule": rules["prematurity_rule"],
         "torch": torch.__version__,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
