@@ -462,6 +462,16 @@ def af_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     return float(vals[0]), float(vals[1])
 
 
+def _positive_entry(meta: dict[str, Any], key: str) -> float | None:
+    """``meta[key]`` as a float (None when absent); a ConfigError unless it is a positive finite number."""
+    raw = meta.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not np.isfinite(raw) or raw <= 0:
+        raise ConfigError(f"metadata {key!r} must be a positive number, got {raw!r:.40}")
+    return float(raw)
+
+
 def prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
     """The prematurity rule's threshold in a model's metadata (None when it has none).
 
@@ -477,11 +487,9 @@ def prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
         When the entry is not a positive finite number, or the model has no
         ``pre_long`` RR feature or no class of AAMI S.
     """
-    raw = meta.get("prematurity_max_rr_ratio")
+    raw = _positive_entry(meta, "prematurity_max_rr_ratio")
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not np.isfinite(raw) or raw <= 0:
-        raise ConfigError(f"metadata 'prematurity_max_rr_ratio' must be a positive number, got {raw!r:.40}")
     if "pre_long" not in meta["rr_names"] or "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
         raise ConfigError("metadata 'prematurity_max_rr_ratio' needs the pre_long RR feature and a class of AAMI S")
     return float(raw)
@@ -501,11 +509,9 @@ def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
         When the entry is not a positive finite number, or the model has no
         template channel or no F class.
     """
-    raw = meta.get("fusion_max_template_rms")
+    raw = _positive_entry(meta, "fusion_max_template_rms")
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not np.isfinite(raw) or raw <= 0:
-        raise ConfigError(f"metadata 'fusion_max_template_rms' must be a positive number, got {raw!r:.40}")
     if int(meta["hparams"].get("in_channels", 1)) < 2 or "F" not in meta["classes"]:
         raise ConfigError("metadata 'fusion_max_template_rms' needs a template channel and an F class")
     return float(raw)
@@ -651,6 +657,11 @@ class Classifier:
             prob[rows, group] += prob[np.ix_(rows, cols)].sum(axis=1)
             prob[np.ix_(rows, cols)] = 0.0
 
+    def _move_s_to_n(self, prob: np.ndarray, where: np.ndarray) -> None:
+        """Give the S probability of the beats that are called S and ``where`` is true to their most probable AAMI-N class (in place)."""
+        called_s = np.isin(prob.argmax(axis=1), self._s_group)
+        self._move_to_n(prob, np.flatnonzero(called_s & where), self._s_group)
+
     def _fusion_rule(self, windows: np.ndarray, prob: np.ndarray) -> None:
         """Move the F probability of beats that match their template to their most probable AAMI-N class (in place)."""
         match = np.flatnonzero(template_rms(windows) < self.fusion_max_template_rms)
@@ -661,15 +672,11 @@ class Classifier:
         rhythm = np.asarray(rhythm, dtype=np.float32)
         if rhythm.shape != (prob.shape[0], 2):
             raise ConfigError(f"rhythm must have shape ({prob.shape[0]}, 2), got {rhythm.shape}")
-        called_s = np.isin(prob.argmax(axis=1), self._s_group)
-        af = np.flatnonzero((rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]) & called_s)
-        self._move_to_n(prob, af, self._s_group)
+        self._move_s_to_n(prob, (rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]))
 
     def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S that do not come early to their most probable AAMI-N class (in place)."""
-        called_s = np.isin(prob.argmax(axis=1), self._s_group)
-        late = np.flatnonzero(called_s & (rr[:, self._pre_long] >= self.prematurity_max_rr_ratio))
-        self._move_to_n(prob, late, self._s_group)
+        self._move_s_to_n(prob, rr[:, self._pre_long] >= self.prematurity_max_rr_ratio)
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
         """Return the most probable class name of each beat."""

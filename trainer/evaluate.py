@@ -363,8 +363,8 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
            f"and under {m['af_rule']['max_regular']:.0%} of intervals within 10 % of it")
         + (" (ignored: --no-af-rule)" if m["af_rule_ignored"] else ""),
         "* prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called S): "
-        + ("none" if m.get("prematurity_max_rr_ratio") is None else f"{m['prematurity_max_rr_ratio']:.3f}")
-        + (" (ignored: --no-prematurity-rule)" if m.get("prematurity_rule_ignored") else ""),
+        + ("none" if m["prematurity_max_rr_ratio"] is None else f"{m['prematurity_max_rr_ratio']:.3f}")
+        + (" (ignored: --no-prematurity-rule)" if m["prematurity_rule_ignored"] else ""),
         "* models: " + _models_scored(m),
         "",
         "## Per model class",

@@ -251,11 +251,10 @@ class TrainConfig:
                 raise ConfigError(f"class_weight_scale: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
             if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor <= 100:
                 raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
-        if isinstance(self.fusion_quantile, bool) or not isinstance(self.fusion_quantile, (int, float)) or not 0 <= self.fusion_quantile < 0.5:
-            raise ConfigError(f"fusion_quantile must be a number in [0, 0.5), got {self.fusion_quantile!r}")
-        q = self.prematurity_quantile
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
-            raise ConfigError(f"prematurity_quantile must be a number in [0, 0.5), got {q!r}")
+        for name in ("fusion_quantile", "prematurity_quantile"):
+            q = getattr(self, name)
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
+                raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
         if not isinstance(self.af_rule, dict):
             raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
         if self.af_rule:
