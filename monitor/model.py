@@ -71,6 +71,26 @@ quantile of that ratio over the training set's S beats (95 % for the shipped
 model: 0.899, so a beat must come about 10 % early to be called S, the usual
 clinical definition of prematurity).  See :func:`prematurity_max_rr_ratio`.
 
+Early-beat rule
+---------------
+The converse: a beat of normal shape that comes clearly early outside
+atrial fibrillation is a premature supraventricular beat, whatever the
+network thinks, which is how rule-based Holter and bedside analysers label
+them.  A weights file may hold ``meta["early_beat_rule"]``
+(``{"max_pre_long": 0.816, "max_pre_local": 0.869}``, written by ``ecg-train
+--early-beat-quantile``; it needs ``meta["af_rule"]``): when a beat's most
+probable class is of AAMI N, its ``pre_long`` RR feature (interval from the
+previous beat over the mean of the last ``long_beats`` intervals) is below
+``max_pre_long``, its ``pre_local`` (the same over the mean of the last
+``local_beats``) below ``max_pre_local``, and the rhythm before it does not
+look like AF by the AF rule's thresholds, the classifier moves the AAMI N
+probability to the beat's most probable class of AAMI S, which then becomes
+the most probable class.  Beats the network calls V, F or Q keep their
+label: an abnormal shape is not supraventricular.  The thresholds are low
+quantiles of those ratios over the training set's N beats outside AF-like
+rhythm (0.5 % for the shipped model, so the rule would relabel at most
+0.5 % of those beats, each ratio alone).  See :func:`early_beat_rule`.
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -119,6 +139,7 @@ __all__ = [
     "af_rule",
     "build_model",
     "default_hparams",
+    "early_beat_rule",
     "fusion_max_template_rms",
     "load_model",
     "logit_bias",
@@ -434,6 +455,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         fusion_max_template_rms(meta)
         af_rule(meta)
         prematurity_max_rr_ratio(meta)
+        early_beat_rule(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
@@ -493,6 +515,40 @@ def prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
     if "pre_long" not in meta["rr_names"] or "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
         raise ConfigError("metadata 'prematurity_max_rr_ratio' needs the pre_long RR feature and a class of AAMI S")
     return float(raw)
+
+
+def early_beat_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The early-beat rule's thresholds in a model's metadata: ``(max_pre_long, max_pre_local)``, or None.
+
+    ``meta["early_beat_rule"]`` holds two positive ratios of the interval
+    from the previous beat to the mean of the last ``long_beats`` and
+    ``local_beats`` intervals (the ``pre_long`` and ``pre_local`` RR
+    features): a beat called AAMI N below both, in a rhythm that does not
+    look like AF, is called S (see the module notes).  It needs both
+    features, a class of AAMI S and of AAMI N, and ``meta["af_rule"]`` (the
+    AF thresholds it uses).
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not a table of two positive finite numbers, or the
+        model lacks what the rule needs.
+    """
+    raw = meta.get("early_beat_rule")
+    if raw is None:
+        return None
+    keys = ("max_pre_long", "max_pre_local")
+    ok = isinstance(raw, dict) and set(raw) == set(keys)
+    vals = [raw.get(k) for k in keys] if ok else []
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in vals)
+    if not ok:
+        raise ConfigError(f"metadata 'early_beat_rule' must be {{\"max_pre_long\": > 0, \"max_pre_local\": > 0}}, got {raw!r:.80}")
+    groups = {CLASS_TO_AAMI.get(c) for c in meta["classes"]}
+    if not {"pre_long", "pre_local"} <= set(meta["rr_names"]) or not {"N", "S"} <= groups:
+        raise ConfigError("metadata 'early_beat_rule' needs the pre_long and pre_local RR features and classes of AAMI N and S")
+    if meta.get("af_rule") is None:
+        raise ConfigError("metadata 'early_beat_rule' needs 'af_rule' (the rule acts only outside AF-like rhythm)")
+    return float(vals[0]), float(vals[1])
 
 
 def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
@@ -587,6 +643,12 @@ class Classifier:
         #: to measure the model without the rule (``ecg-eval --no-prematurity-rule``).
         self.prematurity_max_rr_ratio: float | None = prematurity_max_rr_ratio(meta)
         self._pre_long = list(meta["rr_names"]).index("pre_long") if "pre_long" in meta["rr_names"] else None
+        #: Thresholds of the early-beat rule, ``(max_pre_long, max_pre_local)`` (see the module notes); None:
+        #: no rule.  Set it to None to measure the model without it (``ecg-eval --no-early-beat-rule``).
+        #: It keeps using the file's AF thresholds when :attr:`af_rule` is set to None.
+        self.early_beat_rule: tuple[float, float] | None = early_beat_rule(meta)
+        self._early_af = af_rule(meta) if self.early_beat_rule is not None else None
+        self._pre_local = list(meta["rr_names"]).index("pre_local") if "pre_local" in meta["rr_names"] else None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:
@@ -626,8 +688,10 @@ class Classifier:
             Probabilities, in the order of :attr:`classes`: the softmax of
             the logits plus the model's :func:`logit_bias` offsets, then the
             fusion rule (:attr:`fusion_max_template_rms`), the AF rule
-            (:attr:`af_rule`) and the prematurity rule
-            (:attr:`prematurity_max_rr_ratio`) applied (see the module notes).
+            (:attr:`af_rule`), the prematurity rule
+            (:attr:`prematurity_max_rr_ratio`) and the early-beat rule
+            (:attr:`early_beat_rule`, which also needs ``rhythm``) applied
+            in that order (see the module notes).
         """
         windows = np.asarray(windows, dtype=np.float32)
         rr = np.asarray(rr, dtype=np.float32)
@@ -648,14 +712,21 @@ class Classifier:
             self._af_rule(rhythm, out)
         if self.prematurity_max_rr_ratio is not None and self._pre_long is not None:
             self._prematurity_rule(rr, out)
+        if self.early_beat_rule is not None and rhythm is not None:
+            self._early_beat_rule(rr, rhythm, out)
         return out
+
+    @staticmethod
+    def _move(prob: np.ndarray, rows: np.ndarray, cols: np.ndarray, group: np.ndarray) -> None:
+        """Give the probability of classes ``cols`` of beats ``rows`` to each beat's most probable class of ``group`` (in place)."""
+        if rows.size and group.size and cols.size:
+            best = group[prob[np.ix_(rows, group)].argmax(axis=1)]
+            prob[rows, best] += prob[np.ix_(rows, cols)].sum(axis=1)
+            prob[np.ix_(rows, cols)] = 0.0
 
     def _move_to_n(self, prob: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """Give the probability of classes ``cols`` of beats ``rows`` to each beat's most probable AAMI-N class (in place)."""
-        if rows.size and self._n_group.size and cols.size:
-            group = self._n_group[prob[np.ix_(rows, self._n_group)].argmax(axis=1)]
-            prob[rows, group] += prob[np.ix_(rows, cols)].sum(axis=1)
-            prob[np.ix_(rows, cols)] = 0.0
+        self._move(prob, rows, cols, self._n_group)
 
     def _move_s_to_n(self, prob: np.ndarray, where: np.ndarray) -> None:
         """Give the S probability of the beats that are called S and ``where`` is true to their most probable AAMI-N class (in place)."""
@@ -667,12 +738,24 @@ class Classifier:
         match = np.flatnonzero(template_rms(windows) < self.fusion_max_template_rms)
         self._move_to_n(prob, match, np.array([self._f]))
 
+    @staticmethod
+    def _af_like(rhythm: np.ndarray, n: int, thresholds: tuple[float, float]) -> np.ndarray:
+        """Which of ``n`` beats follow an AF-like rhythm by ``(min_irregular, max_regular)``."""
+        rhythm = np.asarray(rhythm, dtype=np.float32)
+        if rhythm.shape != (n, 2):
+            raise ConfigError(f"rhythm must have shape ({n}, 2), got {rhythm.shape}")
+        return (rhythm[:, 0] > thresholds[0]) & (rhythm[:, 1] < thresholds[1])
+
     def _af_rule(self, rhythm: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S in an AF-like rhythm to their most probable AAMI-N class (in place)."""
-        rhythm = np.asarray(rhythm, dtype=np.float32)
-        if rhythm.shape != (prob.shape[0], 2):
-            raise ConfigError(f"rhythm must have shape ({prob.shape[0]}, 2), got {rhythm.shape}")
-        self._move_s_to_n(prob, (rhythm[:, 0] > self.af_rule[0]) & (rhythm[:, 1] < self.af_rule[1]))
+        self._move_s_to_n(prob, self._af_like(rhythm, prob.shape[0], self.af_rule))
+
+    def _early_beat_rule(self, rr: np.ndarray, rhythm: np.ndarray, prob: np.ndarray) -> None:
+        """Move the AAMI-N probability of early beats called N outside AF-like rhythm to their most probable S class (in place)."""
+        early = (rr[:, self._pre_long] < self.early_beat_rule[0]) & (rr[:, self._pre_local] < self.early_beat_rule[1])
+        called_n = np.isin(prob.argmax(axis=1), self._n_group)
+        rows = np.flatnonzero(called_n & early & ~self._af_like(rhythm, prob.shape[0], self._early_af))
+        self._move(prob, rows, self._n_group, self._s_group)
 
     def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S that do not come early to their most probable AAMI-N class (in place)."""

@@ -216,6 +216,21 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert m["prematurity_max_rr_ratio"] == prem["max_rr_ratio"] and not m["prematurity_rule_ignored"]
     assert "prematurity rule" in (tmp_path / "ev5" / "report.md").read_text()
     assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev6", "--no-prematurity-rule")["prematurity_rule_ignored"]
+    # the early-beat rule: its thresholds from the training records' N beats outside AF-like rhythm,
+    # which needs the AF rule's thresholds (from the config file)
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--early-beat-quantile", "0.005", *s_rich]) == 2
+    assert "early_beat_quantile needs an af_rule" in capsys.readouterr().err
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--early-beat-quantile", "0.005", "--config", str(cfg), *s_rich]) == 0
+    four = Classifier.from_file(tmp_path / "ruled.pt")
+    early = four.meta["training"]["early_beat_rule"]
+    assert early["quantile"] == 0.005 and early["records"] == ["118"] and early["n_beats"] > 100
+    assert four.early_beat_rule == (early["max_pre_long"], early["max_pre_local"]) and 0.5 < early["max_pre_long"] < 1
+    assert four.prematurity_max_rr_ratio == prem["max_rr_ratio"] and four.af_rule == (0.1, 0.5)
+    m = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev7")
+    assert m["early_beat_rule"] == {"max_pre_long": early["max_pre_long"], "max_pre_local": early["max_pre_local"]}
+    assert not m["early_beat_rule_ignored"] and "early-beat rule" in (tmp_path / "ev7" / "report.md").read_text()
+    m8 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev8", "--no-early-beat-rule")
+    assert m8["early_beat_rule_ignored"] and "ignored: --no-early-beat-rule" in (tmp_path / "ev8" / "report.md").read_text()
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:

@@ -128,7 +128,7 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     # be called A (those kept come before 32 intervals are known, or where the rhythm does not
     # look like AF)
     bare, meta = load_model(asset("model.pt"))
-    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio")})
+    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule")})
     a = CLASSES.index("A")
     called_a = plain.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1) == a
     in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])
@@ -137,3 +137,29 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     # and so does the prematurity rule: no beat called A here comes late
     late = rb.rr[:, list(clf.meta["rr_names"]).index("pre_long")] >= clf.prematurity_max_rr_ratio
     assert (called_a & late).any() and not (offline == a)[late].any()
+
+
+def test_live_labels_apply_the_early_beat_rule_as_the_evaluation_does(mitdb, tmp_path):
+    """Record 232 (sinus bradycardia, runs of atrial premature beats) live: the early-beat rule calls early beats S."""
+    from monitor.model import Classifier
+    from monitor.resources import asset
+    from trainer import dataset as ds
+
+    clf = Classifier.from_file(asset("model.pt"))
+    assert clf.early_beat_rule is not None
+    events, _ = run(RunnerConfig(sources=["replay:232"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
+    live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
+    rb = ds.record_beats("232", mitdb, clf.meta["featurizer"], cache=tmp_path, duration_s=300)
+    offline = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
+    common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
+    assert len(common) > 0.95 * len(rb) > 200
+    assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
+    # without the rule, some of these A beats (reference 'A') would be called N
+    rule = clf.early_beat_rule
+    clf.early_beat_rule = None
+    without = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
+    a = CLASSES.index("A")
+    moved = (without != a) & (offline == a)
+    assert moved.sum() > 20 and (rb.symbol[moved] == "A").mean() > 0.9
+    g, loc = (list(clf.meta["rr_names"]).index(n) for n in ("pre_long", "pre_local"))
+    assert (rb.rr[moved, g] < rule[0]).all() and (rb.rr[moved, loc] < rule[1]).all()

@@ -344,3 +344,54 @@ def test_prematurity_rule_moves_s_to_the_n_group_for_beats_that_do_not_come_earl
     torch.save(blob, tmp_path / "nolong.pt")
     with pytest.raises(ConfigError, match="nolong.pt: .*needs the pre_long RR feature"):
         load_model(tmp_path / "nolong.pt")
+
+
+def test_early_beat_rule_calls_early_beats_s_outside_af_when_n_wins(tmp_path):
+    import json
+
+    meta, m, rng, w = _six_beats(3, 4)
+    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
+    g_col, l_col = meta["rr_names"].index("pre_long"), meta["rr_names"].index("pre_local")
+    r[:, g_col] = [0.6, 0.7, 0.9, 0.6, 0.7, 0.5]  # pre-RR over the long mean RR
+    r[:, l_col] = [0.7, 0.95, 0.7, 0.6, 0.8, 0.6]  # and over the local mean RR
+    rhythm = np.array([[0.02, 0.9], [0.02, 0.9], [0.02, 0.9], [0.3, 0.2], [0.05, 0.8], [0.3, 0.8]], np.float32)
+    af = {"min_irregular": 0.1, "max_regular": 0.5}
+    rule = {"max_pre_long": 0.8, "max_pre_local": 0.85}
+    a, n_group = CLASSES.index("A"), N_GROUP
+    bias = _favouring("N")
+    plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias, "af_rule": af})))
+    ruled = Classifier(*load_model(save_weights(tmp_path / "e.pt", m, {**meta, "logit_bias": bias, "af_rule": af, "early_beat_rule": rule})))
+    assert plain.early_beat_rule is None and ruled.early_beat_rule == (0.8, 0.85)
+    p0, p1 = plain.predict_proba(w, r, rhythm=rhythm), ruled.predict_proba(w, r, rhythm=rhythm)
+    assert (p0.argmax(1) == CLASSES.index("N")).all()
+    early = [0, 4, 5]  # below both ratios and not AF-like (3 is AF-like; 1 and 2 miss one ratio)
+    for i in range(6):
+        if i in early:  # the AAMI-N probability goes to A, which then wins
+            assert p1[i, n_group].sum() == 0.0 and p1[i, a] == pytest.approx(p0[i, a] + p0[i, n_group].sum(), rel=1e-6)
+            assert p1[i].argmax() == a and p1[i].sum() == pytest.approx(1.0, rel=1e-6)
+        else:
+            np.testing.assert_array_equal(p1[i], p0[i])
+    np.testing.assert_array_equal(ruled.predict_proba(w, r), plain.predict_proba(w, r))  # no rhythm given: no rule
+    # switching the AF rule off keeps the file's AF thresholds for this rule
+    ruled.af_rule = None
+    np.testing.assert_array_equal(ruled.predict_proba(w, r, rhythm=rhythm).argmax(1), p1.argmax(1))
+    # an early beat whose most probable class is V keeps it
+    bias_v = _favouring("V")
+    v_ruled = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**meta, "logit_bias": bias_v, "af_rule": af, "early_beat_rule": rule})))
+    assert (v_ruled.predict_proba(w, r, rhythm=rhythm).argmax(1) == CLASSES.index("V")).all()
+    # bad entries, and a file without the AF rule or the two features, are rejected when loading
+    blob = torch.load(tmp_path / "e.pt", weights_only=True)
+    for bad in ({"max_pre_long": 0.8}, {"max_pre_long": 0, "max_pre_local": 0.85}, {"max_pre_long": "0.8", "max_pre_local": 0.85}, [0.8, 0.85]):
+        blob["meta_json"] = json.dumps({**meta, "af_rule": af, "early_beat_rule": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="bad.pt: metadata 'early_beat_rule' must be"):
+            load_model(tmp_path / "bad.pt")
+    blob["meta_json"] = json.dumps({**meta, "early_beat_rule": rule})
+    torch.save(blob, tmp_path / "noaf.pt")
+    with pytest.raises(ConfigError, match="noaf.pt: .*needs 'af_rule'"):
+        load_model(tmp_path / "noaf.pt")
+    names = [n if n != "pre_local" else "pre_other" for n in meta["rr_names"]]
+    blob["meta_json"] = json.dumps({**meta, "rr_names": names, "af_rule": af, "early_beat_rule": rule})
+    torch.save(blob, tmp_path / "nolocal.pt")
+    with pytest.raises(ConfigError, match="nolocal.pt: .*needs the pre_long and pre_local RR features"):
+        load_model(tmp_path / "nolocal.pt")

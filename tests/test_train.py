@@ -205,6 +205,39 @@ def test_prematurity_threshold_is_a_high_quantile_of_the_training_s_beats():
             TrainConfig(prematurity_quantile=bad).validate()
 
 
+def test_early_beat_thresholds_are_low_quantiles_of_the_training_n_beats_outside_af():
+    from monitor.beats import BeatFeaturizer
+    from trainer.train import early_beat_thresholds
+
+    names = BeatFeaturizer(360.0).rr_names
+    g, loc = names.index("pre_long"), names.index("pre_local")
+    a, lbbb = CLASSES.index("A"), CLASSES.index("L")
+    y = np.array([0] * 150 + [lbbb] * 50 + [a] * 50 + [0] * 40)
+    rr = np.ones((290, len(names)), np.float32)
+    rr[:200, g] = np.linspace(0.7, 1.3, 200)
+    rr[:200, loc] = np.linspace(0.8, 1.2, 200)[::-1]
+    rr[200:, [g, loc]] = 0.3  # S beats, and N beats in AF (below), do not count
+    rhythm = np.zeros((290, 2), np.float32)
+    rhythm[:, 1] = 0.9
+    rhythm[250:] = [0.3, 0.2]
+    af = {"min_irregular": 0.1, "max_regular": 0.5}
+    out = early_beat_thresholds(rr, y, rhythm, names, af, 0.01)
+    assert out["n_beats"] == 200 and out["quantile"] == 0.01
+    assert out["max_pre_long"] == pytest.approx(np.quantile(rr[:200, g], 0.01), rel=1e-5)
+    assert out["max_pre_local"] == pytest.approx(np.quantile(rr[:200, loc], 0.01), rel=1e-5)
+    assert out["n_below_both"] == 0  # the two ratios run in opposite directions here
+    with pytest.raises(ConfigError, match="N beats outside AF-like rhythm"):
+        early_beat_thresholds(rr[250:], y[250:], rhythm[250:], names, af, 0.01)
+    with pytest.raises(ConfigError, match="pre_local"):
+        early_beat_thresholds(rr, y, rhythm, [n.replace("pre_local", "x") for n in names], af, 0.01)
+    for bad in (-0.1, 0.5, "x", True):
+        with pytest.raises(ConfigError, match="early_beat_quantile"):
+            TrainConfig(early_beat_quantile=bad, af_rule=af).validate()
+    with pytest.raises(ConfigError, match="early_beat_quantile needs an af_rule"):
+        TrainConfig(early_beat_quantile=0.005).validate()
+    assert TrainConfig(early_beat_quantile=0.005, af_rule=af).validate().early_beat_quantile == 0.005
+
+
 def test_af_rule_setting_is_validated():
     assert TrainConfig(af_rule={"min_irregular": 0.1, "max_regular": 0.5}).validate().af_rule["max_regular"] == 0.5
     for bad in ({"min_irregular": 0.1}, {"min_irregular": 0.1, "max_regular": 1.5}, "on"):

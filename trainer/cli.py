@@ -28,7 +28,7 @@ _FIELDS = (
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
-    "prematurity_quantile",
+    "prematurity_quantile", "early_beat_quantile",
 )  # fmt: skip
 
 
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the prematurity rule: beats whose pre-RR over the long mean RR (the pre_long "
                         "feature) is at or above the 1-Q quantile of the training S beats' (e.g. 0.05) are not "
                         "called S (default 0: no rule)")
+    p.add_argument("--early-beat-quantile", type=float, default=d, metavar="Q",
+                   help="store the early-beat rule (needs af_rule): beats called N whose pre-RR over the long and "
+                        "the local mean RR are both below the Q quantiles of the training N beats' outside AF "
+                        "(e.g. 0.005) are called S when the rhythm is not AF-like (default 0: no rule)")
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
@@ -114,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
-                   help="do not train: store the decision rules of the settings (--fusion-quantile and "
-                        "--prematurity-quantile, from the protocol's training records; af_rule of --config) in the "
-                        "existing weights file WEIGHTS (or --weights-out)")
+                   help="do not train: store the decision rules of the settings (--fusion-quantile, "
+                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; "
+                        "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p

@@ -478,3 +478,11 @@ def stack(data: dict[str, RecordBeats], part: dict[str, np.ndarray]) -> tuple[np
     return np.concatenate(ws), np.concatenate(rs), np.concatenate(ls), np.concatenate(ids)
 
 
+def stack_rhythm(data: dict[str, RecordBeats], part: dict[str, np.ndarray]) -> np.ndarray:
+    """The :attr:`RecordBeats.rhythm` rows of the selected beats, in the order of :func:`stack`; shape (n, 2)."""
+    rows = [data[r].rhythm[ix] for r, ix in part.items() if ix.size]
+    if not rows:
+        raise ConfigError("no beats selected")
+    return np.concatenate(rows)
+
+

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "TrainConfig", "add_rules", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
-    "load_config_file", "prematurity_threshold", "train",
+    "early_beat_thresholds", "load_config_file", "prematurity_threshold", "train",
 ]  # fmt: skip
 
 
@@ -119,6 +119,13 @@ class TrainConfig:
         ``pre_long`` RR feature) is below the ``1 - prematurity_quantile``
         quantile of that ratio over the training set's S beats, e.g. 0.05,
         so that the rule leaves 95 % of them alone (0: no rule; default).
+    early_beat_quantile : float
+        Store the early-beat rule (:mod:`monitor.model`) in the weights
+        file: a beat called AAMI N whose ``pre_long`` and ``pre_local`` RR
+        features are both below this quantile of their values over the
+        training set's N beats outside AF-like rhythm (by ``af_rule``), e.g.
+        0.005, and whose rhythm is not AF-like, is called S (0: no rule;
+        default).  Needs ``af_rule``.
     seed : int
         Seed of every random choice.
     patience : int
@@ -191,6 +198,7 @@ class TrainConfig:
     fusion_quantile: float = 0.0
     af_rule: dict = field(default_factory=dict)
     prematurity_quantile: float = 0.0
+    early_beat_quantile: float = 0.0
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -251,7 +259,7 @@ class TrainConfig:
                 raise ConfigError(f"class_weight_scale: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
             if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor <= 100:
                 raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
-        for name in ("fusion_quantile", "prematurity_quantile"):
+        for name in ("fusion_quantile", "prematurity_quantile", "early_beat_quantile"):
             q = getattr(self, name)
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
@@ -271,6 +279,10 @@ class TrainConfig:
             raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
         if self.prematurity_quantile and "pre_long" not in fz.rr_names:
             raise ConfigError("prematurity_quantile needs the pre_long RR feature, which these featurizer settings do not give")
+        if self.early_beat_quantile and not {"pre_long", "pre_local"} <= set(fz.rr_names):
+            raise ConfigError("early_beat_quantile needs the pre_long and pre_local RR features, which these featurizer settings do not give")
+        if self.early_beat_quantile and not self.af_rule:
+            raise ConfigError("early_beat_quantile needs an af_rule table (the rule acts only outside AF-like rhythm)")
         return self
 
 
@@ -382,6 +394,61 @@ def prematurity_threshold(rr: np.ndarray, labels: np.ndarray, rr_names: list[str
     return {"max_rr_ratio": float(np.quantile(ratio, 1.0 - quantile)), "quantile": float(quantile), "s_beats": int(ratio.size)}
 
 
+def early_beat_thresholds(
+    rr: np.ndarray,
+    labels: np.ndarray,
+    rhythm: np.ndarray,
+    rr_names: list[str] | tuple[str, ...],
+    af: dict[str, float],
+    quantile: float,
+) -> dict[str, Any]:
+    """Thresholds of the early-beat rule from training beats (see :mod:`monitor.model`).
+
+    Parameters
+    ----------
+    rr : numpy.ndarray, shape (n, n_rr)
+        RR features of the training beats (:class:`monitor.beats.BeatFeaturizer`).
+    labels : numpy.ndarray of int, shape (n,)
+        Their class indices (into :data:`monitor.labels.CLASSES`).
+    rhythm : numpy.ndarray, shape (n, 2)
+        Their :attr:`monitor.beats.BeatFeatures.rhythm` (``af_irregular``,
+        ``af_regular``).
+    rr_names : sequence of str
+        Names of the RR features; must include ``pre_long`` and
+        ``pre_local`` (ratios of the pre-RR to the long and local mean RR).
+    af : dict
+        The AF rule's ``min_irregular`` and ``max_regular``: beats after an
+        AF-like rhythm are left out, as the rule leaves them alone.
+    quantile : float
+        Share of those N beats allowed below each threshold (e.g. 0.005).
+
+    Returns
+    -------
+    dict
+        ``max_pre_long`` and ``max_pre_local`` (the ``quantile`` quantiles of
+        the two ratios over the AAMI N beats outside AF-like rhythm),
+        ``quantile``, ``n_beats`` (how many N beats they were taken from) and
+        ``n_below_both`` (how many of those the rule would call S).
+
+    Raises
+    ------
+    ConfigError
+        When a feature is missing or there is no N beat outside AF-like rhythm.
+    """
+    names = list(rr_names)
+    if not {"pre_long", "pre_local"} <= set(names):
+        raise ConfigError("the early-beat rule needs the pre_long and pre_local RR features")
+    n_classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
+    af_like = (rhythm[:, 0] > af["min_irregular"]) & (rhythm[:, 1] < af["max_regular"])
+    sel = np.isin(labels, n_classes) & ~af_like
+    g, loc = rr[sel, names.index("pre_long")], rr[sel, names.index("pre_local")]
+    if not g.size:
+        raise ConfigError("the early-beat rule needs N beats outside AF-like rhythm in the training records; there are none")
+    tg, tl = float(np.quantile(g, quantile)), float(np.quantile(loc, quantile))
+    return {"max_pre_long": tg, "max_pre_local": tl, "quantile": float(quantile), "n_beats": int(g.size),
+            "n_below_both": int(((g < tg) & (loc < tl)).sum())}
+
+
 def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     """Store the decision rules of ``cfg`` in an existing weights file, without training.
 
@@ -391,7 +458,9 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     featurizer settings, so it is the value ``ecg-train --fusion-quantile``
     would have stored when training the model on them (the rule does not
     change training); likewise the prematurity rule's
-    (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`).  The
+    (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`) and
+    the early-beat rule's (``cfg.early_beat_quantile`` > 0,
+    :func:`early_beat_thresholds`).  The
     AF rule (``cfg.af_rule``): its thresholds as given.  Rules not asked for
     are left as they are in the file.
 
@@ -400,7 +469,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     weights : str or path-like
         The weights file.
     cfg : TrainConfig
-        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``protocol``, ``data_dir``,
+        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``early_beat_quantile``, ``protocol``, ``data_dir``,
         ``cache``, ``weights_out`` (default: ``weights`` itself, rewritten
         atomically), and the quick-run ``train_records`` / ``duration_s``.
 
@@ -409,23 +478,24 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     pathlib.Path
         The file written.
     """
-    if not cfg.fusion_quantile and not cfg.af_rule and not cfg.prematurity_quantile:
+    if not cfg.fusion_quantile and not cfg.af_rule and not cfg.prematurity_quantile and not cfg.early_beat_quantile:
         raise ConfigError(
-            "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05) "
-            "or an af_rule table in --config"
+            "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
+            "--early-beat-quantile > 0 (e.g. 0.005) or an af_rule table in --config"
         )
     model, meta = load_model(weights)
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
     meta["training"] = dict(meta.get("training", {}))
-    wt = rt = yt = records = None
-    if cfg.fusion_quantile or cfg.prematurity_quantile:
+    wt = rt = yt = ht = records = None
+    if cfg.fusion_quantile or cfg.prematurity_quantile or cfg.early_beat_quantile:
         train_recs, _ = _records(data_cfg)
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
         wt, rt, yt, _ = ds.stack(data, split.train)
+        ht = ds.stack_rhythm(data, split.train)
         records = list(split.records("train"))
-    for info in _store_rules(meta, data_cfg, wt, rt, yt).values():
+    for info in _store_rules(meta, data_cfg, wt, rt, yt, ht).values():
         if info is not None:
             info["records"] = records
     out = save_weights(cfg.weights_out or weights, model, meta)
@@ -444,21 +514,28 @@ def _records(cfg: TrainConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _store_rules(
-    meta: dict[str, Any], cfg: TrainConfig, wt: np.ndarray | None, rt: np.ndarray | None, yt: np.ndarray | None
+    meta: dict[str, Any],
+    cfg: TrainConfig,
+    wt: np.ndarray | None,
+    rt: np.ndarray | None,
+    yt: np.ndarray | None,
+    ht: np.ndarray | None,
 ) -> dict[str, dict[str, Any] | None]:
     """Put the decision rules that ``cfg`` asks for into weights metadata (in place).
 
     The AF rule's thresholds as given; the fusion rule's threshold from the
     training windows ``wt`` and labels ``yt`` (:func:`fusion_threshold`) and
     the prematurity rule's from their RR features ``rt``
-    (:func:`prematurity_threshold`), each also recorded in
-    ``meta["training"]`` and returned as ``fusion_rule`` and
-    ``prematurity_rule`` (None for a rule not asked for).
+    (:func:`prematurity_threshold`), and the early-beat rule's from those
+    and their rhythm measures ``ht`` (:func:`early_beat_thresholds`), each
+    also recorded in ``meta["training"]`` and returned as ``fusion_rule``,
+    ``prematurity_rule`` and ``early_beat_rule`` (None for a rule not asked
+    for).
     """
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
-    fusion = prem = None
+    fusion = prem = early = None
     if cfg.fusion_quantile:
         fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
         meta["fusion_max_template_rms"] = fusion["max_template_rms"]
@@ -471,7 +548,14 @@ def _store_rules(
         meta["training"]["prematurity_rule"] = prem
         logger.info("prematurity rule: S moved to N at pre-RR / long mean RR >= %.3f (%g of %d training S beats above)",
                     prem["max_rr_ratio"], cfg.prematurity_quantile, prem["s_beats"])
-    return {"fusion_rule": fusion, "prematurity_rule": prem}
+    if cfg.early_beat_quantile:
+        early = early_beat_thresholds(rt, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_beat_quantile)
+        meta["early_beat_rule"] = {"max_pre_long": early["max_pre_long"], "max_pre_local": early["max_pre_local"]}
+        meta["training"]["early_beat_rule"] = early
+        logger.info("early-beat rule: N moved to S below pre-RR / long mean RR %.3f and pre-RR / local mean RR %.3f "
+                    "outside AF (%g quantiles of %d training N beats)",
+                    early["max_pre_long"], early["max_pre_local"], cfg.early_beat_quantile, early["n_beats"])
+    return {"fusion_rule": fusion, "prematurity_rule": prem, "early_beat_rule": early}
 
 
 def default_threads() -> int:
@@ -797,7 +881,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
-    rules = _store_rules(meta, cfg, wt, rt, yt)
+    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train))
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
@@ -822,6 +906,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         "cv": cv_info,
         "fusion_rule": rules["fusion_rule"],
         "prematurity_rule": rules["prematurity_rule"],
+        "early_beat_rule": rules["early_beat_rule"],
         "torch": torch.__version__,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
