@@ -109,21 +109,28 @@ def test_no_pause_or_asystole_while_beats_wait_for_their_label(mitdb, tiny_weigh
     assert "leads_off" in codes
 
 
+def _live_matches_offline(record: str, clf, mitdb, cache, min_beats: int):
+    """Replay 300 s of ``record`` live with the shipped classifier; check its labels are ecg-eval's; return the beats and offline labels."""
+    from trainer import dataset as ds
+
+    events, _ = run(RunnerConfig(sources=[f"replay:{record}"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
+    live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
+    rb = ds.record_beats(record, mitdb, clf.meta["featurizer"], cache=cache, duration_s=300)
+    offline = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
+    common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
+    assert len(common) > 0.95 * len(rb) > min_beats
+    assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
+    return rb, offline
+
+
 def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_path):
     """Record 219 (atrial fibrillation) live: the same labels as ecg-eval's path, rules included."""
     from monitor.model import Classifier, load_model
     from monitor.resources import asset
-    from trainer import dataset as ds
 
     clf = Classifier.from_file(asset("model.pt"))
     assert clf.af_rule is not None and clf.fusion_max_template_rms is not None and clf.prematurity_max_rr_ratio is not None
-    events, _ = run(RunnerConfig(sources=["replay:219"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
-    live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
-    rb = ds.record_beats("219", mitdb, clf.meta["featurizer"], cache=tmp_path, duration_s=300)
-    offline = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
-    common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
-    assert len(common) > 0.95 * len(rb) > 300
-    assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
+    rb, offline = _live_matches_offline("219", clf, mitdb, tmp_path, 300)
     # the AF rule acts here: without it (and the prematurity rule) many more of these beats would
     # be called A (those kept come before 32 intervals are known, or where the rhythm does not
     # look like AF)
@@ -143,17 +150,10 @@ def test_live_labels_apply_the_early_beat_rule_as_the_evaluation_does(mitdb, tmp
     """Record 232 (sinus bradycardia, runs of atrial premature beats) live: the early-beat rule calls early beats S."""
     from monitor.model import Classifier
     from monitor.resources import asset
-    from trainer import dataset as ds
 
     clf = Classifier.from_file(asset("model.pt"))
     assert clf.early_beat_rule is not None
-    events, _ = run(RunnerConfig(sources=["replay:232"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
-    live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
-    rb = ds.record_beats("232", mitdb, clf.meta["featurizer"], cache=tmp_path, duration_s=300)
-    offline = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
-    common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
-    assert len(common) > 0.95 * len(rb) > 200
-    assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
+    rb, offline = _live_matches_offline("232", clf, mitdb, tmp_path, 200)
     # without the rule, some of these A beats (reference 'A') would be called N
     rule = clf.early_beat_rule
     clf.early_beat_rule = None
