@@ -240,6 +240,28 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
         assert "Traceback" not in "".join(err) and flag in err[-1]
 
 
+def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path):
+    # training with --early-beat-quantile (and the AF rule it needs) stores the thresholds that
+    # --add-rules computes for the same training records
+    cfg = tmp_path / "af.toml"
+    cfg.write_text("[af_rule]\nmin_irregular = 0.1\nmax_regular = 0.5\n")
+    common = ["--protocol", "inter", "--records", "118,119;100", "--duration", "60", "--data-dir", str(mitdb),
+              "--cache", str(tmp_path / "cache"), "--config", str(cfg), "--early-beat-quantile", "0.005", "--no-progress"]  # fmt: skip
+    out = tmp_path / "early"
+    assert train_cli.main([*common, "--epochs", "1", "--no-cv", "--val-fold", "none", "--threads", "1", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    clf = Classifier.from_file(out / "model.pt")
+    rule = run["early_beat_rule"]
+    assert rule["quantile"] == 0.005 and rule["n_beats"] > 100 and 0 <= rule["n_below_both"] < rule["n_beats"]
+    assert clf.early_beat_rule == (rule["max_pre_long"], rule["max_pre_local"]) and clf.af_rule == (0.1, 0.5)
+    from monitor.model import load_model, save_weights
+
+    model, meta = load_model(out / "model.pt")
+    bare = save_weights(tmp_path / "bare.pt", model, {k: v for k, v in meta.items() if k != "early_beat_rule"})
+    assert train_cli.main(["--add-rules", str(bare), *common]) == 0
+    assert Classifier.from_file(bare).early_beat_rule == clf.early_beat_rule
+
+
 def test_calibrate_needs_cv(capsys):
     rc = train_cli.main(["--calibrate", "--no-cv", "--no-progress"])
     assert rc == 2
