@@ -88,8 +88,9 @@ probability to the beat's most probable class of AAMI S, which then becomes
 the most probable class.  Beats the network calls V, F or Q keep their
 label: an abnormal shape is not supraventricular.  The thresholds are low
 quantiles of those ratios over the training set's N beats outside AF-like
-rhythm (0.5 % for the shipped model, so the rule would relabel at most
-0.5 % of those beats, each ratio alone).  See :func:`early_beat_rule`.
+rhythm (0.5 % for the shipped model: each ratio alone is below its
+threshold for 0.5 % of those beats, both for 0.2 %).  See
+:func:`early_beat_rule`.
 
 Weights files
 -------------
