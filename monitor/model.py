@@ -139,6 +139,7 @@ __all__ = [
     "Ensemble",
     "af_rule",
     "build_model",
+    "af_like",
     "default_hparams",
     "early_beat_rule",
     "fusion_max_template_rms",
@@ -463,6 +464,34 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     return model, meta
 
 
+def _number_pair(raw: Any, keys: tuple[str, str]) -> list[float] | None:
+    """The values of ``raw``, a table of exactly ``keys`` holding finite numbers; None when it is not one."""
+    if not isinstance(raw, dict) or set(raw) != set(keys):
+        return None
+    vals = [raw[k] for k in keys]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in vals):
+        return None
+    return [float(v) for v in vals]
+
+
+def af_like(rhythm: np.ndarray, thresholds: tuple[float, float]) -> np.ndarray:
+    """Which beats follow an AF-like rhythm, by the AF rule's ``(min_irregular, max_regular)``.
+
+    Parameters
+    ----------
+    rhythm : numpy.ndarray, shape (k, 2)
+        :attr:`monitor.beats.BeatFeatures.rhythm` of the beats (``af_irregular``, ``af_regular``).
+    thresholds : tuple of float
+        See :func:`af_rule`.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (k,)
+        ``af_irregular > min_irregular`` and ``af_regular < max_regular``.
+    """
+    return (rhythm[:, 0] > thresholds[0]) & (rhythm[:, 1] < thresholds[1])
+
+
 def af_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     """The AF rule's thresholds in a model's metadata: ``(min_irregular, max_regular)``, or None.
 
@@ -475,10 +504,8 @@ def af_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     raw = meta.get("af_rule")
     if raw is None:
         return None
-    ok = isinstance(raw, dict) and set(raw) == {"min_irregular", "max_regular"}
-    vals = [raw.get(k) for k in ("min_irregular", "max_regular")] if ok else []
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in vals)
-    if not ok or not (vals[0] > 0 and 0 < vals[1] <= 1):
+    vals = _number_pair(raw, ("min_irregular", "max_regular"))
+    if vals is None or not (vals[0] > 0 and 0 < vals[1] <= 1):
         raise ConfigError(f"metadata 'af_rule' must be {{\"min_irregular\": > 0, \"max_regular\": 0 to 1}}, got {raw!r:.80}")
     if "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
         raise ConfigError("metadata 'af_rule' needs a class of AAMI S")
@@ -538,11 +565,8 @@ def early_beat_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     raw = meta.get("early_beat_rule")
     if raw is None:
         return None
-    keys = ("max_pre_long", "max_pre_local")
-    ok = isinstance(raw, dict) and set(raw) == set(keys)
-    vals = [raw.get(k) for k in keys] if ok else []
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in vals)
-    if not ok:
+    vals = _number_pair(raw, ("max_pre_long", "max_pre_local"))
+    if vals is None or min(vals) <= 0:
         raise ConfigError(f"metadata 'early_beat_rule' must be {{\"max_pre_long\": > 0, \"max_pre_local\": > 0}}, got {raw!r:.80}")
     groups = {CLASS_TO_AAMI.get(c) for c in meta["classes"]}
     if not {"pre_long", "pre_local"} <= set(meta["rr_names"]) or not {"N", "S"} <= groups:
@@ -648,7 +672,7 @@ class Classifier:
         #: no rule.  Set it to None to measure the model without it (``ecg-eval --no-early-beat-rule``).
         #: It keeps using the file's AF thresholds when :attr:`af_rule` is set to None.
         self.early_beat_rule: tuple[float, float] | None = early_beat_rule(meta)
-        self._early_af = af_rule(meta) if self.early_beat_rule is not None else None
+        self._early_af = self.af_rule
         self._pre_local = list(meta["rr_names"]).index("pre_local") if "pre_local" in meta["rr_names"] else None
 
     @classmethod
@@ -741,11 +765,11 @@ class Classifier:
 
     @staticmethod
     def _af_like(rhythm: np.ndarray, n: int, thresholds: tuple[float, float]) -> np.ndarray:
-        """Which of ``n`` beats follow an AF-like rhythm by ``(min_irregular, max_regular)``."""
+        """:func:`af_like` of ``n`` beats, after checking the shape of ``rhythm``."""
         rhythm = np.asarray(rhythm, dtype=np.float32)
         if rhythm.shape != (n, 2):
             raise ConfigError(f"rhythm must have shape ({n}, 2), got {rhythm.shape}")
-        return (rhythm[:, 0] > thresholds[0]) & (rhythm[:, 1] < thresholds[1])
+        return af_like(rhythm, thresholds)
 
     def _af_rule(self, rhythm: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S in an AF-like rhythm to their most probable AAMI-N class (in place)."""

@@ -41,6 +41,7 @@ from torch import nn
 from monitor.beats import BeatFeaturizer, template_rms
 from monitor.labels import CLASS_TO_AAMI, CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
+from monitor.model import af_like
 from monitor.model import af_rule as af_rule_thresholds
 from replay import __version__
 from replay._validate import check_option
@@ -439,8 +440,7 @@ def early_beat_thresholds(
     if not {"pre_long", "pre_local"} <= set(names):
         raise ConfigError("the early-beat rule needs the pre_long and pre_local RR features")
     n_classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
-    af_like = (rhythm[:, 0] > af["min_irregular"]) & (rhythm[:, 1] < af["max_regular"])
-    sel = np.isin(labels, n_classes) & ~af_like
+    sel = np.isin(labels, n_classes) & ~af_like(rhythm, (af["min_irregular"], af["max_regular"]))
     g, loc = rr[sel, names.index("pre_long")], rr[sel, names.index("pre_local")]
     if not g.size:
         raise ConfigError("the early-beat rule needs N beats outside AF-like rhythm in the training records; there are none")
@@ -493,7 +493,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
         wt, rt, yt, _ = ds.stack(data, split.train)
-        ht = ds.stack_rhythm(data, split.train)
+        ht = ds.stack_rhythm(data, split.train) if cfg.early_beat_quantile else None
         records = list(split.records("train"))
     for info in _store_rules(meta, data_cfg, wt, rt, yt, ht).values():
         if info is not None:
@@ -881,7 +881,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
-    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train))
+    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train) if cfg.early_beat_quantile else None)
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
