@@ -92,6 +92,17 @@ rhythm (0.5 % for the shipped model: each ratio alone is below its
 threshold for 0.5 % of those beats, both for 0.2 %).  See
 :func:`early_beat_rule`.
 
+Early-run rule
+--------------
+In a run of premature atrial beats the local mean fills with the run's own
+short intervals, so the early-beat rule catches the run's first beats only.
+``meta["early_run_beats"]`` (``ecg-train --early-run-beats``; it needs the
+early-beat rule) carries the S label of an early beat over the beats that
+follow it while they still come early against the long mean, for at most
+that many beats.  It depends on the beats before this one, so it is not
+part of :meth:`Classifier.predict_proba` but a streaming object per stream:
+:class:`monitor.early_run.EarlyRunRule` (see :func:`early_run_beats`).
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -142,6 +153,7 @@ __all__ = [
     "af_like",
     "default_hparams",
     "early_beat_rule",
+    "early_run_beats",
     "fusion_max_template_rms",
     "load_model",
     "logit_bias",
@@ -458,6 +470,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         af_rule(meta)
         prematurity_max_rr_ratio(meta)
         early_beat_rule(meta)
+        early_run_beats(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
@@ -576,6 +589,28 @@ def early_beat_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     return float(vals[0]), float(vals[1])
 
 
+def early_run_beats(meta: dict[str, Any]) -> int | None:
+    """The early-run rule's setting in a model's metadata: ``meta["early_run_beats"]``, or None.
+
+    The most beats, after the last early beat of a run of early beats, that
+    the rule (:mod:`monitor.early_run`) may call S: an integer from 1 to
+    1000.  It needs ``meta["early_beat_rule"]``, whose thresholds it uses.
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not such an integer, or the file has no early-beat rule.
+    """
+    raw = meta.get("early_run_beats")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 1000:
+        raise ConfigError(f"metadata 'early_run_beats' must be an integer from 1 to 1000, got {raw!r:.80}")
+    if meta.get("early_beat_rule") is None:
+        raise ConfigError("metadata 'early_run_beats' needs 'early_beat_rule' (the run rule uses its thresholds)")
+    return int(raw)
+
+
 def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
     """The fusion rule's threshold in a model's metadata (None when it has none).
 
@@ -673,6 +708,10 @@ class Classifier:
         #: It keeps using the file's AF thresholds when :attr:`af_rule` is set to None.
         self.early_beat_rule: tuple[float, float] | None = early_beat_rule(meta)
         self._early_af = self.af_rule
+        #: Setting of the early-run rule (:mod:`monitor.early_run`, applied per stream after
+        #: :meth:`predict_proba`); None: no rule.  Set it to None to measure the model without it
+        #: (``ecg-eval --no-early-run-rule``).
+        self.early_run_beats: int | None = early_run_beats(meta)
         self._pre_local = list(meta["rr_names"]).index("pre_local") if "pre_local" in meta["rr_names"] else None
 
     @classmethod

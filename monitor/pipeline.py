@@ -20,6 +20,7 @@ from replay.wire import AnnotationBatch, Control, Gap, SampleChunk
 
 from .alarms import AlarmConfig, AlarmEngine
 from .beats import BeatFeatures, live_front_end
+from .early_run import EarlyRunRule
 from .labels import BEAT_SYMBOLS, CLASS_TO_AAMI, SYMBOL_TO_CLASS
 from .ringbuffer import RingBuffer
 
@@ -126,6 +127,8 @@ class StreamMonitor:
         self.filter, self.detector = live_front_end(self.fs, notch_hz)
         self.classifier = classifier
         self.featurizer = None if classifier is None else classifier.make_featurizer(self.fs)
+        #: The classifier's early-run rule for this stream (None: none), applied in :meth:`label_beats`.
+        self.early_runs = None if classifier is None else EarlyRunRule.for_classifier(classifier)
         self.raw = RingBuffer(self.fs, buffer_s)
         self.filtered = RingBuffer(self.fs, buffer_s)
         self.alarms = AlarmEngine(self.fs, stream, alarm_config or AlarmConfig())
@@ -147,6 +150,8 @@ class StreamMonitor:
         self.alarms.reset()
         if self.featurizer is not None:
             self.featurizer.reset()
+        if self.early_runs is not None:
+            self.early_runs.reset()
         # beats detected but not yet classified: sample -> partial beat event
         self._unlabelled: dict[int, dict] = {}
         self._ready: list[BeatFeatures] = []
@@ -302,7 +307,10 @@ class StreamMonitor:
         features : BeatFeatures
             What :meth:`take_ready` returned.
         probs : numpy.ndarray, shape (len(features), n_classes)
-            Class probabilities from the classifier, in its class order.
+            Class probabilities from the classifier, in its class order
+            (:meth:`~monitor.model.Classifier.predict_proba`); the stream's
+            early-run rule (:attr:`early_runs`) is applied to a copy here,
+            so beats must come in stream order.
 
         Returns
         -------
@@ -312,6 +320,8 @@ class StreamMonitor:
         """
         classes = self.classifier.classes
         aami = self.classifier.aami
+        if self.early_runs is not None:
+            probs = self.early_runs.process(np.array(probs, dtype=np.float32), features.rr, features.rhythm)
         best = probs.argmax(axis=1)
         now = time.monotonic()
         out = []

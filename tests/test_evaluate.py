@@ -231,6 +231,17 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert not m["early_beat_rule_ignored"] and "early-beat rule" in (tmp_path / "ev7" / "report.md").read_text()
     m8 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev8", "--no-early-beat-rule")
     assert m8["early_beat_rule_ignored"] and "ignored: --no-early-beat-rule" in (tmp_path / "ev8" / "report.md").read_text()
+    # the early-run rule: its setting as given; it needs the early-beat rule (the bare file has none)
+    assert train_cli.main(["--add-rules", str(bare), "--early-run-beats", "10", *common]) == 2
+    assert "early_run_beats needs the early-beat rule" in capsys.readouterr().err
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--early-run-beats", "10", *common]) == 0
+    five = Classifier.from_file(tmp_path / "ruled.pt")
+    assert five.early_run_beats == 10 == five.meta["training"]["early_run_beats"] and five.early_beat_rule == four.early_beat_rule
+    m9 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev9")
+    assert m9["early_run_beats"] == 10 and not m9["early_run_rule_ignored"]
+    assert "early-run rule" in (tmp_path / "ev9" / "report.md").read_text()
+    m10 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev10", "--no-early-run-rule")
+    assert m10["early_run_rule_ignored"] and "ignored: --no-early-run-rule" in (tmp_path / "ev10" / "report.md").read_text()
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:
@@ -240,7 +251,7 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
         assert "Traceback" not in "".join(err) and flag in err[-1]
 
 
-def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path):
+def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path, capsys):
     # training with --early-beat-quantile (and the AF rule it needs) stores the thresholds that
     # --add-rules computes for the same training records
     cfg = tmp_path / "af.toml"
@@ -248,16 +259,22 @@ def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path):
     common = ["--protocol", "inter", "--records", "118,119;100", "--duration", "60", "--data-dir", str(mitdb),
               "--cache", str(tmp_path / "cache"), "--config", str(cfg), "--early-beat-quantile", "0.005", "--no-progress"]  # fmt: skip
     out = tmp_path / "early"
-    assert train_cli.main([*common, "--epochs", "1", "--no-cv", "--val-fold", "none", "--threads", "1", "--out", str(out)]) == 0
+    quick = ["--epochs", "1", "--no-cv", "--val-fold", "none", "--threads", "1", "--out", str(out)]
+    # the early-run rule needs the early-beat rule: refused before any training
+    no_early = [c for c in common if c not in ("--early-beat-quantile", "0.005")]
+    assert train_cli.main([*no_early, *quick, "--early-run-beats", "10"]) == 2 and not (out / "model.pt").exists()
+    assert "early_run_beats needs the early-beat rule" in capsys.readouterr().err
+    assert train_cli.main([*common, *quick, "--early-run-beats", "10"]) == 0
     run = json.loads((out / "run.json").read_text())
     clf = Classifier.from_file(out / "model.pt")
     rule = run["early_beat_rule"]
     assert rule["quantile"] == 0.005 and rule["n_beats"] > 100 and 0 <= rule["n_below_both"] < rule["n_beats"]
     assert clf.early_beat_rule == (rule["max_pre_long"], rule["max_pre_local"]) and clf.af_rule == (0.1, 0.5)
+    assert clf.early_run_beats == 10 and run["config"]["early_run_beats"] == 10
     from monitor.model import load_model, save_weights
 
     model, meta = load_model(out / "model.pt")
-    bare = save_weights(tmp_path / "bare.pt", model, {k: v for k, v in meta.items() if k != "early_beat_rule"})
+    bare = save_weights(tmp_path / "bare.pt", model, {k: v for k, v in meta.items() if k not in ("early_beat_rule", "early_run_beats")})
     assert train_cli.main(["--add-rules", str(bare), *common]) == 0
     assert Classifier.from_file(bare).early_beat_rule == clf.early_beat_rule
 

@@ -109,6 +109,15 @@ def test_no_pause_or_asystole_while_beats_wait_for_their_label(mitdb, tiny_weigh
     assert "leads_off" in codes
 
 
+def _offline_labels(clf, rb) -> np.ndarray:
+    """ecg-eval's labels of a record's beats: the classifier's rules, then the early-run rule in beat order."""
+    from monitor.early_run import EarlyRunRule
+
+    prob = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm)
+    runs = EarlyRunRule.for_classifier(clf)
+    return (prob if runs is None else runs.process(prob, rb.rr, rb.rhythm)).argmax(1)
+
+
 def _live_matches_offline(record: str, clf, mitdb, cache, min_beats: int):
     """Replay 300 s of ``record`` live with the shipped classifier; check its labels are ecg-eval's; return the beats and offline labels."""
     from trainer import dataset as ds
@@ -116,7 +125,7 @@ def _live_matches_offline(record: str, clf, mitdb, cache, min_beats: int):
     events, _ = run(RunnerConfig(sources=[f"replay:{record}"], speed=float("inf"), data_dir=str(mitdb), duration_s=300))
     live = {e["sample"]: e["label"] for e in events if e["type"] == "beat"}
     rb = ds.record_beats(record, mitdb, clf.meta["featurizer"], cache=cache, duration_s=300)
-    offline = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
+    offline = _offline_labels(clf, rb)
     common = [i for i, s in enumerate(rb.sample.tolist()) if s in live]
     assert len(common) > 0.95 * len(rb) > min_beats
     assert [live[int(rb.sample[i])] for i in common] == [CLASSES[offline[i]] for i in common]
@@ -135,7 +144,7 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     # be called A (those kept come before 32 intervals are known, or where the rhythm does not
     # look like AF)
     bare, meta = load_model(asset("model.pt"))
-    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule")})
+    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule", "early_run_beats")})
     a = CLASSES.index("A")
     called_a = plain.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1) == a
     in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])
@@ -147,19 +156,28 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
 
 
 def test_live_labels_apply_the_early_beat_rule_as_the_evaluation_does(mitdb, tmp_path):
-    """Record 232 (sinus bradycardia, runs of atrial premature beats) live: the early-beat rule calls early beats S."""
+    """Record 232 (sinus bradycardia, runs of atrial premature beats) live: the early-beat and early-run rules call early beats S."""
     from monitor.model import Classifier
     from monitor.resources import asset
 
     clf = Classifier.from_file(asset("model.pt"))
     assert clf.early_beat_rule is not None
     rb, offline = _live_matches_offline("232", clf, mitdb, tmp_path, 200)
-    # without the rule, some of these A beats (reference 'A') would be called N
+    # without the early-run rule, some of these A beats (reference 'A'), inside runs of early beats,
+    # would be called N; they come early against the long mean, not the local one
+    assert clf.early_run_beats is not None
     rule = clf.early_beat_rule
-    clf.early_beat_rule = None
-    without = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1)
-    a = CLASSES.index("A")
-    moved = (without != a) & (offline == a)
-    assert moved.sum() > 20 and (rb.symbol[moved] == "A").mean() > 0.9
     g, loc = (list(clf.meta["rr_names"]).index(n) for n in ("pre_long", "pre_local"))
+    clf.early_run_beats = None
+    no_runs = _offline_labels(clf, rb)
+    a = CLASSES.index("A")
+    moved = (no_runs != a) & (offline == a)
+    assert moved.sum() > 20 and (rb.symbol[moved] == "A").mean() > 0.9
+    assert (rb.rr[moved, g] < rule[0]).all() and (rb.rr[moved, loc] >= rule[1]).any()
+    assert (offline[np.flatnonzero(moved) - 1] == a).all()  # each follows a beat called S
+    # and without the early-beat rule as well, more would be
+    clf.early_beat_rule = None
+    without = _offline_labels(clf, rb)
+    moved = (without != a) & (no_runs == a)
+    assert moved.sum() > 20 and (rb.symbol[moved] == "A").mean() > 0.9
     assert (rb.rr[moved, g] < rule[0]).all() and (rb.rr[moved, loc] < rule[1]).all()

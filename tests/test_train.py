@@ -236,6 +236,10 @@ def test_early_beat_thresholds_are_low_quantiles_of_the_training_n_beats_outside
     with pytest.raises(ConfigError, match="early_beat_quantile needs an af_rule"):
         TrainConfig(early_beat_quantile=0.005).validate()
     assert TrainConfig(early_beat_quantile=0.005, af_rule=af).validate().early_beat_quantile == 0.005
+    for bad in (-1, 1001, 2.5, True, "10"):
+        with pytest.raises(ConfigError, match="early_run_beats must be an integer from 0 to 1000"):
+            TrainConfig(early_run_beats=bad).validate()
+    assert TrainConfig(early_run_beats=10).validate().early_run_beats == 10
 
 
 def test_af_rule_setting_is_validated():

@@ -28,7 +28,7 @@ _FIELDS = (
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
-    "prematurity_quantile", "early_beat_quantile",
+    "prematurity_quantile", "early_beat_quantile", "early_run_beats",
 )  # fmt: skip
 
 
@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the early-beat rule (needs af_rule): beats called N whose pre-RR over the long and "
                         "the local mean RR are both below the Q quantiles of the training N beats' outside AF "
                         "(e.g. 0.005) are called S when the rhythm is not AF-like (default 0: no rule)")
+    p.add_argument("--early-run-beats", type=int, default=d, metavar="K",
+                   help="store the early-run rule (needs the early-beat rule): after an early beat called S, up to K "
+                        "following beats called N that still come early against the long mean RR are called S "
+                        "(e.g. 10, the local mean's beats; default 0: no rule)")
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
-                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; "
+                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

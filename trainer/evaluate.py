@@ -112,6 +112,7 @@ def evaluate(
     use_af_rule: bool = True,
     use_prematurity_rule: bool = True,
     use_early_beat_rule: bool = True,
+    use_early_run_rule: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
 
@@ -119,6 +120,11 @@ def evaluate(
     (``ecg-train --calibrate``), to measure what they change.  ``member=K``
     evaluates member K of an ensemble alone (``ecg-train --ensemble``
     stores the final model as member 0), to measure what the ensemble adds.
+    The ``use_*_rule=False`` options ignore one of the file's decision
+    rules (:mod:`monitor.model`, :mod:`monitor.early_run`), to measure it.
+    The early-run rule follows each record's beats in order, as the live
+    monitor does: with the seed protocol it runs over every detected beat of
+    a record before the test beats are picked.
 
     Returns
     -------
@@ -128,6 +134,7 @@ def evaluate(
     import matplotlib
 
     matplotlib.use("Agg")
+    from monitor.early_run import EarlyRunRule
     from monitor.model import Classifier, load_model, member_count, select_member
 
     from .train import default_threads
@@ -151,6 +158,9 @@ def evaluate(
     early = clf.early_beat_rule
     if not use_early_beat_rule:
         clf.early_beat_rule = None
+    run_beats = clf.early_run_beats
+    if not use_early_run_rule:
+        clf.early_run_beats = None
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +187,13 @@ def evaluate(
     for r in test_recs:
         rb = data[r]
         ix = sel[r]
-        prob = clf.predict_proba(rb.windows[ix], rb.rr[ix], rhythm=rb.rhythm[ix]) if ix.size else np.zeros((0, len(CLASSES)), np.float32)
+        runs = EarlyRunRule.for_classifier(clf)
+        if not ix.size:
+            prob = np.zeros((0, len(CLASSES)), np.float32)
+        elif runs is None:
+            prob = clf.predict_proba(rb.windows[ix], rb.rr[ix], rhythm=rb.rhythm[ix])
+        else:  # in stream order over every beat, as live
+            prob = runs.process(clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm), rb.rr, rb.rhythm)[ix]
         lab = rb.label[ix]
         ys.append(lab)
         ps.append(prob)
@@ -235,6 +251,8 @@ def evaluate(
         "prematurity_rule_ignored": not use_prematurity_rule and prem_ratio is not None,
         "early_beat_rule": None if early is None else {"max_pre_long": early[0], "max_pre_local": early[1]},
         "early_beat_rule_ignored": not use_early_beat_rule and early is not None,
+        "early_run_beats": run_beats,
+        "early_run_rule_ignored": not use_early_run_rule and run_beats is not None,
         "members_in_file": n_members,
         "member_evaluated": member,
     }
@@ -376,6 +394,10 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + ("none" if m["early_beat_rule"] is None
            else f"{m['early_beat_rule']['max_pre_long']:.3f} and {m['early_beat_rule']['max_pre_local']:.3f}")
         + (" (ignored: --no-early-beat-rule)" if m["early_beat_rule_ignored"] else ""),
+        "* early-run rule (after an early beat called S, the following beats called N that still come early against "
+        "the long mean RR are called S, for at most this many beats): "
+        + ("none" if m.get("early_run_beats") is None else f"{m['early_run_beats']} beats")
+        + (" (ignored: --no-early-run-rule)" if m.get("early_run_rule_ignored") else ""),
         "* models: " + _models_scored(m),
         "",
         "## Per model class",
@@ -445,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the prematurity rule stored in the weights (ecg-train --prematurity-quantile), to measure its effect")
     p.add_argument("--no-early-beat-rule", action="store_true",
                    help="ignore the early-beat rule stored in the weights (ecg-train --early-beat-quantile), to measure its effect")
+    p.add_argument("--no-early-run-rule", action="store_true",
+                   help="ignore the early-run rule stored in the weights (ecg-train --early-run-beats), to measure its effect")
     p.add_argument("--member", type=int, default=None,
                    help="evaluate only member K (0-based) of an ensemble weights file (ecg-train --ensemble: 0 is the final model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -463,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
             member=args.member, use_fusion_rule=not args.no_fusion_rule, use_af_rule=not args.no_af_rule,
             use_prematurity_rule=not args.no_prematurity_rule, use_early_beat_rule=not args.no_early_beat_rule,
+            use_early_run_rule=not args.no_early_run_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

@@ -127,6 +127,15 @@ class TrainConfig:
         training set's N beats outside AF-like rhythm (by ``af_rule``), e.g.
         0.005, and whose rhythm is not AF-like, is called S (0: no rule;
         default).  Needs ``af_rule``.
+    early_run_beats : int
+        Store the early-run rule (:mod:`monitor.early_run`) in the weights
+        file: after an early beat called S, up to this many following beats
+        called AAMI N that still come early against the long mean RR (below
+        the early-beat rule's ``max_pre_long``) are called S, e.g. 10 (the
+        featurizer's ``local_beats``: the beats the local mean needs to
+        forget the rhythm before a run) (0: no rule; default).  Needs the
+        early-beat rule (``early_beat_quantile``; with ``--add-rules``, a
+        weights file that has it).
     seed : int
         Seed of every random choice.
     patience : int
@@ -200,6 +209,7 @@ class TrainConfig:
     af_rule: dict = field(default_factory=dict)
     prematurity_quantile: float = 0.0
     early_beat_quantile: float = 0.0
+    early_run_beats: int = 0
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -264,6 +274,8 @@ class TrainConfig:
             q = getattr(self, name)
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
+        if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
+            raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
         if not isinstance(self.af_rule, dict):
             raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
         if self.af_rule:
@@ -460,7 +472,8 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     change training); likewise the prematurity rule's
     (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`) and
     the early-beat rule's (``cfg.early_beat_quantile`` > 0,
-    :func:`early_beat_thresholds`).  The
+    :func:`early_beat_thresholds`).  The early-run rule
+    (``cfg.early_run_beats``): its setting as given.  The
     AF rule (``cfg.af_rule``): its thresholds as given.  Rules not asked for
     are left as they are in the file.
 
@@ -469,7 +482,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     weights : str or path-like
         The weights file.
     cfg : TrainConfig
-        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``early_beat_quantile``, ``protocol``, ``data_dir``,
+        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``early_beat_quantile``, ``early_run_beats``, ``protocol``, ``data_dir``,
         ``cache``, ``weights_out`` (default: ``weights`` itself, rewritten
         atomically), and the quick-run ``train_records`` / ``duration_s``.
 
@@ -478,12 +491,14 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     pathlib.Path
         The file written.
     """
-    if not cfg.fusion_quantile and not cfg.af_rule and not cfg.prematurity_quantile and not cfg.early_beat_quantile:
+    if not (cfg.fusion_quantile or cfg.af_rule or cfg.prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_beats):
         raise ConfigError(
             "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
-            "--early-beat-quantile > 0 (e.g. 0.005) or an af_rule table in --config"
+            "--early-beat-quantile > 0 (e.g. 0.005), --early-run-beats > 0 (e.g. 10) or an af_rule table in --config"
         )
     model, meta = load_model(weights)
+    if cfg.early_run_beats and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
+        raise ConfigError(f"{weights}: early_run_beats needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
     meta["training"] = dict(meta.get("training", {}))
@@ -530,7 +545,8 @@ def _store_rules(
     and their rhythm measures ``ht`` (:func:`early_beat_thresholds`), each
     also recorded in ``meta["training"]`` and returned as ``fusion_rule``,
     ``prematurity_rule`` and ``early_beat_rule`` (None for a rule not asked
-    for).
+    for); the early-run rule's setting as given (``meta`` must then hold the
+    early-beat rule).
     """
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
@@ -555,6 +571,10 @@ def _store_rules(
         logger.info("early-beat rule: N moved to S below pre-RR / long mean RR %.3f and pre-RR / local mean RR %.3f "
                     "outside AF (%g quantiles of %d training N beats)",
                     early["max_pre_long"], early["max_pre_local"], cfg.early_beat_quantile, early["n_beats"])
+    if cfg.early_run_beats:
+        meta["early_run_beats"] = int(cfg.early_run_beats)
+        meta["training"]["early_run_beats"] = int(cfg.early_run_beats)
+        logger.info("early-run rule: S carried over up to %d early beats after an early beat", cfg.early_run_beats)
     return {"fusion_rule": fusion, "prematurity_rule": prem, "early_beat_rule": early}
 
 
@@ -806,6 +826,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         The weights file.
     """
     cfg.validate()
+    if cfg.early_run_beats and not cfg.early_beat_quantile:
+        raise ConfigError("early_run_beats needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005), whose thresholds it uses")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or default_threads())
