@@ -47,7 +47,7 @@ import numpy as np
 from replay._validate import ensure_int
 from replay.errors import ConfigError
 
-from .model import Classifier, af_like, af_rule, early_beat_rule
+from .model import Classifier, af_rule, early_beat_rule
 
 logger = logging.getLogger(__name__)
 
@@ -116,15 +116,14 @@ class EarlyRunRule:
         if k is None:
             return None
         meta = classifier.meta
-        names = list(meta["rr_names"])
         return cls(
             k,
             *early_beat_rule(meta),
             af_rule(meta),
-            names.index("pre_long"),
-            names.index("pre_local"),
-            [i for i, a in enumerate(classifier.aami) if a == "N"],
-            [i for i, a in enumerate(classifier.aami) if a == "S"],
+            classifier._pre_long,
+            classifier._pre_local,
+            classifier._n_group,
+            classifier._s_group,
         )
 
     def reset(self) -> None:
@@ -154,28 +153,24 @@ class EarlyRunRule:
         """
         k = prob.shape[0]
         rr = np.asarray(rr)
-        rhythm = np.asarray(rhythm, dtype=np.float32)
         if rr.ndim != 2 or rr.shape[0] != k or rr.shape[1] <= max(self.pre_long_index, self.pre_local_index):
             raise ConfigError(f"rr must have shape ({k}, n_rr) with the pre_long and pre_local columns, got {rr.shape}")
-        if rhythm.shape != (k, 2):
-            raise ConfigError(f"rhythm must have shape ({k}, 2), got {rhythm.shape}")
+        in_af = Classifier._af_like(rhythm, k, self.af_thresholds)  # checks the shape of rhythm
         if k == 0:
             return prob
-        stays = (rr[:, self.pre_long_index] < self.max_pre_long) & ~af_like(rhythm, self.af_thresholds)
+        stays = (rr[:, self.pre_long_index] < self.max_pre_long) & ~in_af
         early = (stays & (rr[:, self.pre_local_index] < self.max_pre_local)).tolist()
         best = prob.argmax(axis=1)
-        group = np.full(prob.shape[1], "", dtype=object)
-        group[self.n_group] = "N"
-        group[self.s_group] = "S"
-        called = group[best].tolist()
+        called_n = np.isin(best, self.n_group).tolist()
+        called_s = np.isin(best, self.s_group).tolist()
         moved = []
         since = self.since_early
         # per beat: each beat's label depends on the one before (a few beats per call live)
         for i, stay in enumerate(stays.tolist()):
-            if called[i] == "N" and stay and since is not None and since < self.max_beats:
-                called[i] = "S"
+            if called_n[i] and stay and since is not None and since < self.max_beats:
+                called_s[i] = True
                 moved.append(i)
-            if called[i] != "S":
+            if not called_s[i]:
                 since = None
             elif early[i]:
                 since = 0

@@ -184,10 +184,12 @@ def evaluate(
         raise ConfigError(f"{weights}: model classes {clf.classes} differ from {CLASSES}")
     ys, ps, parts, recs_of = [], [], [], []
     examples: dict[int, list[np.ndarray]] = {i: [] for i in range(len(CLASSES))}
+    runs = EarlyRunRule.for_classifier(clf)
     for r in test_recs:
         rb = data[r]
         ix = sel[r]
-        runs = EarlyRunRule.for_classifier(clf)
+        if runs is not None:
+            runs.reset()  # each record is a stream of its own
         if not ix.size:
             prob = np.zeros((0, len(CLASSES)), np.float32)
         elif runs is None:
