@@ -17,7 +17,11 @@ and still comes early against the long mean (``pre_long`` below the
 early-beat rule's ``max_pre_long``, rhythm not AF-like) is called S as well
 (its AAMI N probability goes to its most probable class of AAMI S, as the
 early-beat rule does), for at most ``max_beats`` beats after the last early
-beat of the run.  The shipped model uses ``max_beats = local_beats`` (10):
+beat of the run.  A file may give the run's later beats their own, looser
+``pre_long`` threshold (``meta["early_run_max_pre_long"]``, ``ecg-train
+--early-run-quantile``): the shipped model's is the 1 % quantile of
+``pre_long`` over the DS1 N beats outside AF-like rhythm, where the run's
+first beat must be below the 0.5 % quantile.  The shipped model uses ``max_beats = local_beats`` (10):
 the number of intervals the local mean needs to forget the rhythm before
 the run.  The run ends at the first beat that is called V, F or Q, comes
 late (the pause after a run), or falls in AF-like rhythm.
@@ -65,7 +69,7 @@ class EarlyRunRule:
     max_pre_long, max_pre_local : float
         The early-beat rule's thresholds (ratios, > 0): a beat is early when
         its ``pre_long`` and ``pre_local`` RR features are below them, and
-        stays in the run while its ``pre_long`` is below ``max_pre_long``.
+        stays in the run while its ``pre_long`` is below ``max_run_pre_long``.
     af_thresholds : tuple of float
         ``(min_irregular, max_regular)`` of the AF rule: no run in AF-like
         rhythm (:func:`monitor.model.af_like`).
@@ -73,6 +77,9 @@ class EarlyRunRule:
         Columns of ``pre_long`` and ``pre_local`` in the RR features.
     n_group, s_group : sequence of int
         Class indices of AAMI N and of AAMI S (not empty, disjoint).
+    max_run_pre_long : float, optional
+        ``pre_long`` threshold (a ratio, > 0) below which the later beats of
+        a run stay in it; default ``max_pre_long``.
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class EarlyRunRule:
         pre_local_index: int,
         n_group: Sequence[int],
         s_group: Sequence[int],
+        max_run_pre_long: float | None = None,
     ) -> None:
         self.max_beats = ensure_int("max_beats", max_beats)
         if not 1 <= self.max_beats <= 1000:
@@ -93,6 +101,9 @@ class EarlyRunRule:
         self.max_pre_local = float(max_pre_local)
         if not (self.max_pre_long > 0 and self.max_pre_local > 0):
             raise ConfigError(f"max_pre_long and max_pre_local must be > 0, got {max_pre_long!r} and {max_pre_local!r}")
+        self.max_run_pre_long = self.max_pre_long if max_run_pre_long is None else float(max_run_pre_long)
+        if not (np.isfinite(self.max_run_pre_long) and self.max_run_pre_long > 0):
+            raise ConfigError(f"max_run_pre_long must be a positive ratio, got {max_run_pre_long!r}")
         self.af_thresholds = (float(af_thresholds[0]), float(af_thresholds[1]))
         self.pre_long_index = ensure_int("pre_long_index", pre_long_index)
         self.pre_local_index = ensure_int("pre_local_index", pre_local_index)
@@ -124,6 +135,7 @@ class EarlyRunRule:
             classifier._pre_local,
             classifier._n_group,
             classifier._s_group,
+            classifier.early_run_max_pre_long,
         )
 
     def reset(self) -> None:
@@ -158,8 +170,9 @@ class EarlyRunRule:
         in_af = Classifier._af_like(rhythm, k, self.af_thresholds)  # checks the shape of rhythm
         if k == 0:
             return prob
-        stays = (rr[:, self.pre_long_index] < self.max_pre_long) & ~in_af
-        early = (stays & (rr[:, self.pre_local_index] < self.max_pre_local)).tolist()
+        pre_long = rr[:, self.pre_long_index]
+        stays = (pre_long < self.max_run_pre_long) & ~in_af
+        early = ((pre_long < self.max_pre_long) & (rr[:, self.pre_local_index] < self.max_pre_local) & ~in_af).tolist()
         best = prob.argmax(axis=1)
         called_n = np.isin(best, self.n_group).tolist()
         called_s = np.isin(best, self.s_group).tolist()

@@ -102,6 +102,12 @@ follow it while they still come early against the long mean, for at most
 that many beats.  It depends on the beats before this one, so it is not
 part of :meth:`Classifier.predict_proba` but a streaming object per stream:
 :class:`monitor.early_run.EarlyRunRule` (see :func:`early_run_beats`).
+A run's later beats stay in it while their ``pre_long`` is below the
+early-beat rule's ``max_pre_long``, or below
+``meta["early_run_max_pre_long"]`` where the file has it (``ecg-train
+--early-run-quantile``: a quantile of ``pre_long`` over the training set's
+N beats outside AF-like rhythm, like the early-beat rule's thresholds; see
+:func:`early_run_max_pre_long`).
 
 Weights files
 -------------
@@ -154,6 +160,7 @@ __all__ = [
     "default_hparams",
     "early_beat_rule",
     "early_run_beats",
+    "early_run_max_pre_long",
     "fusion_max_template_rms",
     "load_model",
     "logit_bias",
@@ -471,6 +478,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         prematurity_max_rr_ratio(meta)
         early_beat_rule(meta)
         early_run_beats(meta)
+        early_run_max_pre_long(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
@@ -611,6 +619,25 @@ def early_run_beats(meta: dict[str, Any]) -> int | None:
     return int(raw)
 
 
+def early_run_max_pre_long(meta: dict[str, Any]) -> float | None:
+    """The early-run rule's own ``pre_long`` threshold in a model's metadata, or None.
+
+    A beat stays in a run of early beats (:mod:`monitor.early_run`) while
+    its interval from the previous beat over the mean of the last
+    ``long_beats`` intervals (``pre_long``, a ratio) is below this value;
+    without the entry, below the early-beat rule's ``max_pre_long``.
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not a positive number, or the file has no early-run rule.
+    """
+    value = _positive_entry(meta, "early_run_max_pre_long")
+    if value is not None and meta.get("early_run_beats") is None:
+        raise ConfigError("metadata 'early_run_max_pre_long' needs 'early_run_beats' (it is the early-run rule's threshold)")
+    return value
+
+
 def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
     """The fusion rule's threshold in a model's metadata (None when it has none).
 
@@ -712,6 +739,9 @@ class Classifier:
         #: :meth:`predict_proba`); None: no rule.  Set it to None to measure the model without it
         #: (``ecg-eval --no-early-run-rule``).
         self.early_run_beats: int | None = early_run_beats(meta)
+        #: The early-run rule's ``pre_long`` threshold for the beats of a run after its first
+        #: (:func:`early_run_max_pre_long`); None: the early-beat rule's ``max_pre_long``.
+        self.early_run_max_pre_long: float | None = early_run_max_pre_long(meta)
         self._pre_local = list(meta["rr_names"]).index("pre_local") if "pre_local" in meta["rr_names"] else None
 
     @classmethod

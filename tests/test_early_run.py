@@ -79,6 +79,24 @@ def test_a_run_ends_at_a_late_beat_a_v_beat_or_af_like_rhythm_and_needs_an_early
     assert rule.process(_probs("NANANNNN"), rr, rh).argmax(1).tolist() == [N, A, A, A, A, A, N, N]
 
 
+def test_a_run_may_have_its_own_looser_threshold_for_its_later_beats():
+    # beats 2-4 come early against the long mean, but not as early as the early-beat rule's 0.8:
+    # they stay in the run only with max_run_pre_long 0.85; the run's first beat still needs 0.8
+    called = "NANNNN"
+    rr, rh = _beats([1.0, 0.7, 0.82, 0.84, 0.83, 0.86], [1.0, 0.7, 0.95, 1.0, 1.0, 1.0])
+    assert _rule(10).process(_probs(called), rr, rh).argmax(1).tolist() == [N, A, N, N, N, N]
+    loose = EarlyRunRule(10, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A], max_run_pre_long=0.85)
+    assert loose.max_run_pre_long == 0.85 and _rule().max_run_pre_long == 0.8
+    assert loose.process(_probs(called), rr, rh).argmax(1).tolist() == [N, A, A, A, A, N]
+    # a beat at 0.82 does not start a run, and does not renew the budget of one under way
+    loose = EarlyRunRule(2, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A], max_run_pre_long=0.85)
+    rr, rh = _beats([1.0, 0.82, 0.82, 0.7, 0.82, 0.82, 0.82, 0.82], [1.0, 0.7, 0.9, 0.7, 0.7, 0.7, 1.0, 1.0])
+    assert loose.process(_probs("NANANANN"), rr, rh).argmax(1).tolist() == [N, A, N, A, A, A, N, N]
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="max_run_pre_long must be a positive ratio"):
+            EarlyRunRule(5, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A], max_run_pre_long=bad)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=12))
 def test_the_labels_do_not_depend_on_how_the_beats_are_chunked(cuts):
@@ -155,8 +173,12 @@ def test_weights_files_hold_the_setting_and_bad_entries_are_rejected(tmp_path):
     # the file's thresholds, also when the early-beat and AF rules are switched off to measure them
     ruled.early_beat_rule = ruled.af_rule = None
     assert EarlyRunRule.for_classifier(ruled).max_pre_long == 0.8
+    assert ruled.early_run_max_pre_long is None and rule.max_run_pre_long == 0.8
     ruled.early_run_beats = None  # ecg-eval --no-early-run-rule
     assert EarlyRunRule.for_classifier(ruled) is None
+    # the run's own threshold, when the file has one
+    loose = Classifier(*load_model(save_weights(tmp_path / "l.pt", m, {**meta, "early_run_beats": 10, "early_run_max_pre_long": 0.85})))
+    assert loose.early_run_max_pre_long == 0.85 and EarlyRunRule.for_classifier(loose).max_run_pre_long == 0.85
     blob = torch.load(tmp_path / "r.pt", weights_only=True)
     for bad in (0, 1001, 2.5, "10", True):
         blob["meta_json"] = json.dumps({**meta, "early_run_beats": bad})
@@ -167,6 +189,15 @@ def test_weights_files_hold_the_setting_and_bad_entries_are_rejected(tmp_path):
     torch.save(blob, tmp_path / "noearly.pt")
     with pytest.raises(ConfigError, match="noearly.pt: metadata 'early_run_beats' needs 'early_beat_rule'"):
         load_model(tmp_path / "noearly.pt")
+    for bad in (0, -0.5, "0.85", True):
+        blob["meta_json"] = json.dumps({**meta, "early_run_beats": 10, "early_run_max_pre_long": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="bad.pt: metadata 'early_run_max_pre_long' must be a positive number"):
+            load_model(tmp_path / "bad.pt")
+    blob["meta_json"] = json.dumps({**meta, "early_run_max_pre_long": 0.85})
+    torch.save(blob, tmp_path / "norun.pt")
+    with pytest.raises(ConfigError, match="norun.pt: metadata 'early_run_max_pre_long' needs 'early_run_beats'"):
+        load_model(tmp_path / "norun.pt")
 
 
 def test_the_stream_monitor_keeps_one_rule_per_stream_and_resets_it(tmp_path):

@@ -242,6 +242,17 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert "early-run rule" in (tmp_path / "ev9" / "report.md").read_text()
     m10 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev10", "--no-early-run-rule")
     assert m10["early_run_rule_ignored"] and "ignored: --no-early-run-rule" in (tmp_path / "ev10" / "report.md").read_text()
+    assert m9["early_run_max_pre_long"] is None and five.early_run_max_pre_long is None
+    # its own threshold for a run's later beats: a quantile of the same N beats as the early-beat rule's
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--early-run-beats", "10", "--early-run-quantile", "0.02", *s_rich]) == 0
+    six = Classifier.from_file(tmp_path / "ruled.pt")
+    run_rule = six.meta["training"]["early_run_rule"]
+    assert run_rule["quantile"] == 0.02 and run_rule["n_beats"] == early["n_beats"] and run_rule["records"] == ["118"]
+    assert six.early_run_max_pre_long == run_rule["max_pre_long"] and early["max_pre_long"] < run_rule["max_pre_long"] < 1
+    assert six.early_beat_rule == four.early_beat_rule
+    m11 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev11")
+    assert m11["early_run_max_pre_long"] == run_rule["max_pre_long"]
+    assert f"below {run_rule['max_pre_long']:.3f} times the long mean RR" in (tmp_path / "ev11" / "report.md").read_text()
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
         with pytest.raises(SystemExit) as exit_:
@@ -271,6 +282,7 @@ def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path, 
     assert rule["quantile"] == 0.005 and rule["n_beats"] > 100 and 0 <= rule["n_below_both"] < rule["n_beats"]
     assert clf.early_beat_rule == (rule["max_pre_long"], rule["max_pre_local"]) and clf.af_rule == (0.1, 0.5)
     assert clf.early_run_beats == 10 and run["config"]["early_run_beats"] == 10
+    assert run["early_run_rule"] is None and clf.early_run_max_pre_long is None
     from monitor.model import load_model, save_weights
 
     model, meta = load_model(out / "model.pt")

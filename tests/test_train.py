@@ -240,6 +240,12 @@ def test_early_beat_thresholds_are_low_quantiles_of_the_training_n_beats_outside
         with pytest.raises(ConfigError, match="early_run_beats must be an integer from 0 to 1000"):
             TrainConfig(early_run_beats=bad).validate()
     assert TrainConfig(early_run_beats=10).validate().early_run_beats == 10
+    for bad in (-0.01, 0.5, True, "0.01"):
+        with pytest.raises(ConfigError, match="early_run_quantile must be a number in"):
+            TrainConfig(early_run_beats=10, early_run_quantile=bad).validate()
+    with pytest.raises(ConfigError, match="early_run_quantile needs early_run_beats"):
+        TrainConfig(early_run_quantile=0.01).validate()
+    assert TrainConfig(early_run_beats=10, early_run_quantile=0.01).validate().early_run_quantile == 0.01
 
 
 def test_af_rule_setting_is_validated():

@@ -28,7 +28,7 @@ _FIELDS = (
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
-    "prematurity_quantile", "early_beat_quantile", "early_run_beats",
+    "prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile",
 )  # fmt: skip
 
 
@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the early-run rule (needs the early-beat rule): after an early beat called S, up to K "
                         "following beats called N that still come early against the long mean RR are called S "
                         "(e.g. 10, the local mean's beats; default 0: no rule)")
+    p.add_argument("--early-run-quantile", type=float, default=d, metavar="Q",
+                   help="with --early-run-beats: the later beats of a run stay in it while their pre-RR over the long mean "
+                        "RR is below the Q quantile of the training N beats' outside AF (e.g. 0.01; default 0: the "
+                        "early-beat rule's threshold)")
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
@@ -123,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
-                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats; "
+                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

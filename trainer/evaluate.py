@@ -159,6 +159,7 @@ def evaluate(
     if not use_early_beat_rule:
         clf.early_beat_rule = None
     run_beats = clf.early_run_beats
+    run_pre_long = clf.early_run_max_pre_long
     if not use_early_run_rule:
         clf.early_run_beats = None
     weights = Path(weights)
@@ -254,6 +255,7 @@ def evaluate(
         "early_beat_rule": None if early is None else {"max_pre_long": early[0], "max_pre_local": early[1]},
         "early_beat_rule_ignored": not use_early_beat_rule and early is not None,
         "early_run_beats": run_beats,
+        "early_run_max_pre_long": run_pre_long,
         "early_run_rule_ignored": not use_early_run_rule and run_beats is not None,
         "members_in_file": n_members,
         "member_evaluated": member,
@@ -399,6 +401,8 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* early-run rule (after an early beat called S, the following beats called N that still come early against "
         "the long mean RR are called S, for at most this many beats): "
         + ("none" if m.get("early_run_beats") is None else f"{m['early_run_beats']} beats")
+        + ("" if m.get("early_run_max_pre_long") is None
+           else f", later beats of a run below {m['early_run_max_pre_long']:.3f} times the long mean RR")
         + (" (ignored: --no-early-run-rule)" if m.get("early_run_rule_ignored") else ""),
         "* models: " + _models_scored(m),
         "",

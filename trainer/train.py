@@ -136,6 +136,12 @@ class TrainConfig:
         forget the rhythm before a run) (0: no rule; default).  Needs the
         early-beat rule (``early_beat_quantile``; with ``--add-rules``, a
         weights file that has it).
+    early_run_quantile : float
+        Give the early-run rule its own ``pre_long`` threshold: the later
+        beats of a run stay in it while their ``pre_long`` is below this
+        quantile of its values over the training set's N beats outside
+        AF-like rhythm, e.g. 0.01 (0: the early-beat rule's ``max_pre_long``;
+        default).  Needs ``early_run_beats`` and ``af_rule``.
     seed : int
         Seed of every random choice.
     patience : int
@@ -210,6 +216,7 @@ class TrainConfig:
     prematurity_quantile: float = 0.0
     early_beat_quantile: float = 0.0
     early_run_beats: int = 0
+    early_run_quantile: float = 0.0
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -270,12 +277,14 @@ class TrainConfig:
                 raise ConfigError(f"class_weight_scale: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
             if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor <= 100:
                 raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
-        for name in ("fusion_quantile", "prematurity_quantile", "early_beat_quantile"):
+        for name in ("fusion_quantile", "prematurity_quantile", "early_beat_quantile", "early_run_quantile"):
             q = getattr(self, name)
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
         if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
             raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
+        if self.early_run_quantile and not self.early_run_beats:
+            raise ConfigError("early_run_quantile needs early_run_beats > 0 (it is the early-run rule's threshold), e.g. 10")
         if not isinstance(self.af_rule, dict):
             raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
         if self.af_rule:
@@ -296,6 +305,8 @@ class TrainConfig:
             raise ConfigError("early_beat_quantile needs the pre_long and pre_local RR features, which these featurizer settings do not give")
         if self.early_beat_quantile and not self.af_rule:
             raise ConfigError("early_beat_quantile needs an af_rule table (the rule acts only outside AF-like rhythm)")
+        if self.early_run_quantile and "pre_long" not in fz.rr_names:
+            raise ConfigError("early_run_quantile needs the pre_long RR feature, which these featurizer settings do not give")
         return self
 
 
@@ -473,7 +484,9 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`) and
     the early-beat rule's (``cfg.early_beat_quantile`` > 0,
     :func:`early_beat_thresholds`).  The early-run rule
-    (``cfg.early_run_beats``): its setting as given.  The
+    (``cfg.early_run_beats``): its setting as given, and its own
+    threshold (``cfg.early_run_quantile`` > 0) from the training records
+    like the early-beat rule's.  The
     AF rule (``cfg.af_rule``): its thresholds as given.  Rules not asked for
     are left as they are in the file.
 
@@ -482,7 +495,8 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     weights : str or path-like
         The weights file.
     cfg : TrainConfig
-        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``early_beat_quantile``, ``early_run_beats``, ``protocol``, ``data_dir``,
+        ``fusion_quantile``, ``af_rule``, ``prematurity_quantile``, ``early_beat_quantile``, ``early_run_beats``,
+        ``early_run_quantile``, ``protocol``, ``data_dir``,
         ``cache``, ``weights_out`` (default: ``weights`` itself, rewritten
         atomically), and the quick-run ``train_records`` / ``duration_s``.
 
@@ -499,16 +513,18 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     model, meta = load_model(weights)
     if cfg.early_run_beats and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
         raise ConfigError(f"{weights}: early_run_beats needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
+    if cfg.early_run_quantile and not (cfg.af_rule or meta.get("af_rule")):
+        raise ConfigError(f"{weights}: early_run_quantile needs the AF rule: the file has none, so add an af_rule table to --config")
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
     meta["training"] = dict(meta.get("training", {}))
     wt = rt = yt = ht = records = None
-    if cfg.fusion_quantile or cfg.prematurity_quantile or cfg.early_beat_quantile:
+    if cfg.fusion_quantile or cfg.prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_quantile:
         train_recs, _ = _records(data_cfg)
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
         wt, rt, yt, _ = ds.stack(data, split.train)
-        ht = ds.stack_rhythm(data, split.train) if cfg.early_beat_quantile else None
+        ht = ds.stack_rhythm(data, split.train) if cfg.early_beat_quantile or cfg.early_run_quantile else None
         records = list(split.records("train"))
     for info in _store_rules(meta, data_cfg, wt, rt, yt, ht).values():
         if info is not None:
@@ -546,12 +562,14 @@ def _store_rules(
     also recorded in ``meta["training"]`` and returned as ``fusion_rule``,
     ``prematurity_rule`` and ``early_beat_rule`` (None for a rule not asked
     for); the early-run rule's setting as given (``meta`` must then hold the
-    early-beat rule).
+    early-beat rule) and its own threshold, the ``cfg.early_run_quantile``
+    quantile of ``pre_long`` over the same N beats as the early-beat rule's,
+    returned as ``early_run_rule``.
     """
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
-    fusion = prem = early = None
+    fusion = prem = early = run = None
     if cfg.fusion_quantile:
         fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
         meta["fusion_max_template_rms"] = fusion["max_template_rms"]
@@ -575,7 +593,14 @@ def _store_rules(
         meta["early_run_beats"] = int(cfg.early_run_beats)
         meta["training"]["early_run_beats"] = int(cfg.early_run_beats)
         logger.info("early-run rule: S carried over up to %d early beats after an early beat", cfg.early_run_beats)
-    return {"fusion_rule": fusion, "prematurity_rule": prem, "early_beat_rule": early}
+    if cfg.early_run_quantile:
+        ratios = early_beat_thresholds(rt, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_run_quantile)
+        run = {"max_pre_long": ratios["max_pre_long"], "quantile": ratios["quantile"], "n_beats": ratios["n_beats"]}
+        meta["early_run_max_pre_long"] = run["max_pre_long"]
+        meta["training"]["early_run_rule"] = run
+        logger.info("early-run rule: later beats of a run stay in it below pre-RR / long mean RR %.3f (%g quantile of %d training N beats)",
+                    run["max_pre_long"], cfg.early_run_quantile, run["n_beats"])
+    return {"fusion_rule": fusion, "prematurity_rule": prem, "early_beat_rule": early, "early_run_rule": run}
 
 
 def default_threads() -> int:
@@ -903,7 +928,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
-    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train) if cfg.early_beat_quantile else None)
+    needs_rhythm = cfg.early_beat_quantile or cfg.early_run_quantile
+    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train) if needs_rhythm else None)
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
@@ -929,6 +955,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         "fusion_rule": rules["fusion_rule"],
         "prematurity_rule": rules["prematurity_rule"],
         "early_beat_rule": rules["early_beat_rule"],
+        "early_run_rule": rules["early_run_rule"],
         "torch": torch.__version__,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
