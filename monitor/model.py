@@ -43,7 +43,7 @@ AF rule
 Bedside monitors do not count premature atrial beats during atrial
 fibrillation: the rhythm is irregular throughout, so a short interval does
 not make a beat premature.  A weights file may hold ``meta["af_rule"]``
-(``{"min_irregular": 0.1, "max_regular": 0.5}``, written by ``ecg-train`` with
+(``{"min_irregular": 0.1, "max_regular": 0.6}``, written by ``ecg-train`` with
 an ``af_rule`` setting): when the rhythm before a beat looks like AF by the
 measures of :attr:`monitor.beats.BeatFeatures.rhythm` (``af_irregular``,
 the median difference of intervals 1, 2 or 3 apart over the median interval,
@@ -77,7 +77,7 @@ The converse: a beat of normal shape that comes clearly early outside
 atrial fibrillation is a premature supraventricular beat, whatever the
 network thinks, which is how rule-based Holter and bedside analysers label
 them.  A weights file may hold ``meta["early_beat_rule"]``
-(``{"max_pre_long": 0.816, "max_pre_local": 0.869}``, written by ``ecg-train
+(``{"max_pre_long": 0.822, "max_pre_local": 0.875}``, written by ``ecg-train
 --early-beat-quantile``; it needs ``meta["af_rule"]``): when a beat's most
 probable class is of AAMI N, its ``pre_long`` RR feature (interval from the
 previous beat over the mean of the last ``long_beats`` intervals) is below
@@ -89,7 +89,7 @@ the most probable class.  Beats the network calls V, F or Q keep their
 label: an abnormal shape is not supraventricular.  The thresholds are low
 quantiles of those ratios over the training set's N beats outside AF-like
 rhythm (0.5 % for the shipped model: each ratio alone is below its
-threshold for 0.5 % of those beats, both for 0.2 %).  See
+threshold for 0.5 % of those beats, both for 0.15 %).  See
 :func:`early_beat_rule`.
 
 Early-run rule
