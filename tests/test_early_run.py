@@ -180,24 +180,21 @@ def test_weights_files_hold_the_setting_and_bad_entries_are_rejected(tmp_path):
     loose = Classifier(*load_model(save_weights(tmp_path / "l.pt", m, {**meta, "early_run_beats": 10, "early_run_max_pre_long": 0.85})))
     assert loose.early_run_max_pre_long == 0.85 and EarlyRunRule.for_classifier(loose).max_run_pre_long == 0.85
     blob = torch.load(tmp_path / "r.pt", weights_only=True)
+
+    def rejected(name: str, file_meta: dict, match: str) -> None:
+        """The file with this metadata gives a ConfigError naming the file, not a traceback."""
+        blob["meta_json"] = json.dumps(file_meta)
+        torch.save(blob, tmp_path / name)
+        with pytest.raises(ConfigError, match=f"{name}: metadata {match}"):
+            load_model(tmp_path / name)
+
     for bad in (0, 1001, 2.5, "10", True):
-        blob["meta_json"] = json.dumps({**meta, "early_run_beats": bad})
-        torch.save(blob, tmp_path / "bad.pt")
-        with pytest.raises(ConfigError, match="bad.pt: metadata 'early_run_beats' must be an integer"):
-            load_model(tmp_path / "bad.pt")
-    blob["meta_json"] = json.dumps({**{k: v for k, v in meta.items() if k != "early_beat_rule"}, "early_run_beats": 10})
-    torch.save(blob, tmp_path / "noearly.pt")
-    with pytest.raises(ConfigError, match="noearly.pt: metadata 'early_run_beats' needs 'early_beat_rule'"):
-        load_model(tmp_path / "noearly.pt")
+        rejected("bad.pt", {**meta, "early_run_beats": bad}, "'early_run_beats' must be an integer")
+    no_early = {k: v for k, v in meta.items() if k != "early_beat_rule"}
+    rejected("noearly.pt", {**no_early, "early_run_beats": 10}, "'early_run_beats' needs 'early_beat_rule'")
     for bad in (0, -0.5, "0.85", True):
-        blob["meta_json"] = json.dumps({**meta, "early_run_beats": 10, "early_run_max_pre_long": bad})
-        torch.save(blob, tmp_path / "bad.pt")
-        with pytest.raises(ConfigError, match="bad.pt: metadata 'early_run_max_pre_long' must be a positive number"):
-            load_model(tmp_path / "bad.pt")
-    blob["meta_json"] = json.dumps({**meta, "early_run_max_pre_long": 0.85})
-    torch.save(blob, tmp_path / "norun.pt")
-    with pytest.raises(ConfigError, match="norun.pt: metadata 'early_run_max_pre_long' needs 'early_run_beats'"):
-        load_model(tmp_path / "norun.pt")
+        rejected("bad.pt", {**meta, "early_run_beats": 10, "early_run_max_pre_long": bad}, "'early_run_max_pre_long' must be a positive number")
+    rejected("norun.pt", {**meta, "early_run_max_pre_long": 0.85}, "'early_run_max_pre_long' needs 'early_run_beats'")
 
 
 def test_the_stream_monitor_keeps_one_rule_per_stream_and_resets_it(tmp_path):
