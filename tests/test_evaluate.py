@@ -252,9 +252,20 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert six.early_beat_rule == four.early_beat_rule
     m11 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev11")
     assert m11["early_run_max_pre_long"] == run_rule["max_pre_long"]
+    # a decision offset for one class, as given; the other classes' offsets (here none) are kept
+    assert not any(m11["logit_bias"].values())
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--logit-offset", "V=-1.0", *common]) == 0
+    seven = Classifier.from_file(tmp_path / "ruled.pt")
+    assert seven.meta["logit_bias"] == [-1.0 if c == "V" else 0.0 for c in seven.classes]
+    assert seven.meta["training"]["logit_offsets"] == {"V": -1.0} and seven.early_run_max_pre_long == run_rule["max_pre_long"]
+    m12 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev12")
+    assert m12["logit_bias"]["V"] == -1.0 and not m12["logit_bias_ignored"] and "V -1.00" in (tmp_path / "ev12" / "report.md").read_text()
+    assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev13", "--no-logit-bias")["logit_bias_ignored"]
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--logit-offset", "X=1", *common]) == 2
+    assert "unknown class 'X'" in capsys.readouterr().err
     assert f"below {run_rule['max_pre_long']:.3f} times the long mean RR" in (tmp_path / "ev11" / "report.md").read_text()
     # a bad value is one line on stderr, exit 2
-    for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F")):
+    for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F"), ("--logit-offset", "V")):
         with pytest.raises(SystemExit) as exit_:
             train_cli.main([flag, value, "--no-progress"])
         assert exit_.value.code == 2
@@ -275,7 +286,7 @@ def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path, 
     no_early = [c for c in common if c not in ("--early-beat-quantile", "0.005")]
     assert train_cli.main([*no_early, *quick, "--early-run-beats", "10"]) == 2 and not (out / "model.pt").exists()
     assert "early_run_beats needs the early-beat rule" in capsys.readouterr().err
-    assert train_cli.main([*common, *quick, "--early-run-beats", "10"]) == 0
+    assert train_cli.main([*common, *quick, "--early-run-beats", "10", "--logit-offset", "V=-0.5"]) == 0
     run = json.loads((out / "run.json").read_text())
     clf = Classifier.from_file(out / "model.pt")
     rule = run["early_beat_rule"]
@@ -283,6 +294,7 @@ def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path, 
     assert clf.early_beat_rule == (rule["max_pre_long"], rule["max_pre_local"]) and clf.af_rule == (0.1, 0.5)
     assert clf.early_run_beats == 10 and run["config"]["early_run_beats"] == 10
     assert run["early_run_rule"] is None and clf.early_run_max_pre_long is None
+    assert clf.meta["logit_bias"] == [-0.5 if c == "V" else 0.0 for c in clf.classes] and run["config"]["logit_offsets"] == {"V": -0.5}
     from monitor.model import load_model, save_weights
 
     model, meta = load_model(out / "model.pt")

@@ -147,6 +147,16 @@ def test_class_weight_scale_lowers_one_class(tmp_path, caplog):
             TrainConfig(class_weight_scale=bad).validate()
 
 
+def test_logit_offsets_setting():
+    assert TrainConfig(logit_offsets={"V": -1.0, "F": 0.5}).validate().logit_offsets == {"V": -1.0, "F": 0.5}
+    assert TrainConfig().validate().logit_offsets == {}
+    bad_values = (({"Z": 1.0}, "unknown class 'Z'"), ({"V": -11}, "from -10 to 10"), ({"V": True}, "from -10 to 10"),
+                  ({"V": "x"}, "from -10 to 10"), ([1], "map class names"))  # fmt: skip
+    for bad, match in bad_values:
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(logit_offsets=bad).validate()
+
+
 def test_val_fold_none_setting():
     assert TrainConfig(val_fold="none").validate().val_fold is None  # a config file's spelling
     assert TrainConfig(val_fold=None).validate().val_fold is None

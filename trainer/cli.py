@@ -28,7 +28,7 @@ _FIELDS = (
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
-    "prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile",
+    "prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile", "logit_offsets",
 )  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def _fold(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a fold index (0, 1, ...) or 'none', got {text!r}") from None
 
 
-def _scales(text: str) -> dict[str, float]:
+def _scales(text: str, example: str = "CLASS=FACTOR pairs such as F=0.25") -> dict[str, float]:
     """``--class-weight-scale`` value: ``C=X`` pairs separated by commas."""
     out: dict[str, float] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
@@ -52,8 +52,13 @@ def _scales(text: str) -> dict[str, float]:
                 raise ValueError
             out[name.strip()] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR pairs such as F=0.25, got {item!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {example}, got {item!r}") from None
     return out
+
+
+def _offsets(text: str) -> dict[str, float]:
+    """``--logit-offset`` value: ``C=X`` pairs separated by commas (logit units)."""
+    return _scales(text, "CLASS=OFFSET pairs such as V=-1.0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --early-run-beats: the later beats of a run stay in it while their pre-RR over the long mean "
                         "RR is below the Q quantile of the training N beats' outside AF (e.g. 0.01; default 0: the "
                         "early-beat rule's threshold)")
+    p.add_argument("--logit-offset", dest="logit_offsets", type=_offsets, default=d, metavar="C=X[,C=X]",
+                   help="store a decision offset X (logit units, -10 to 10) for model class C in the weights, added to "
+                        "its logit before the softmax, e.g. V=-1.0 to call V less often (default: none; with --calibrate, "
+                        "replaces the fitted offset of C)")
     p.add_argument("--ema-decay", type=float, default=d, help="moving average of the weights per batch, e.g. 0.999 (default 0: off)")
     p.add_argument("--augment-noise", type=float, default=d, help="Gaussian noise added to normalised training windows (default 0)")
     p.add_argument("--augment-shift", type=int, default=d, help="random time shift of training batches, samples (default 0)")
@@ -127,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
-                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; "
+                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; --logit-offset; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

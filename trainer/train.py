@@ -41,7 +41,7 @@ from torch import nn
 from monitor.beats import BeatFeaturizer, template_rms
 from monitor.labels import CLASS_TO_AAMI, CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
-from monitor.model import af_like
+from monitor.model import af_like, logit_bias
 from monitor.model import af_rule as af_rule_thresholds
 from replay import __version__
 from replay._validate import check_option
@@ -142,6 +142,13 @@ class TrainConfig:
         quantile of its values over the training set's N beats outside
         AF-like rhythm, e.g. 0.01 (0: the early-beat rule's ``max_pre_long``;
         default).  Needs ``early_run_beats`` and ``af_rule``.
+    logit_offsets : dict
+        Decision offsets to store in the weights file, in logit units
+        (-10 to 10) by model class name, e.g. ``{"V": -1.0}``: added to that
+        class's logit before the softmax (``meta["logit_bias"]``, see
+        :func:`monitor.model.logit_bias`), so a negative offset calls the
+        class less often.  With ``calibrate``, they replace the fitted
+        offsets of the classes named (default: empty, none).
     seed : int
         Seed of every random choice.
     patience : int
@@ -217,6 +224,7 @@ class TrainConfig:
     early_beat_quantile: float = 0.0
     early_run_beats: int = 0
     early_run_quantile: float = 0.0
+    logit_offsets: dict = field(default_factory=dict)
     seed: int = 0
     patience: int = 12
     val_folds: int = 5
@@ -283,6 +291,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
         if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
             raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
+        if not isinstance(self.logit_offsets, dict):
+            raise ConfigError(f"logit_offsets must map class names to offsets, got {self.logit_offsets!r}")
+        for name, offset in self.logit_offsets.items():
+            if name not in CLASSES:
+                raise ConfigError(f"logit_offsets: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
+            if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not -10 <= offset <= 10:
+                raise ConfigError(f"logit_offsets[{name!r}] must be a number from -10 to 10 (logit units), got {offset!r}")
         if self.early_run_quantile and not self.early_run_beats:
             raise ConfigError("early_run_quantile needs early_run_beats > 0 (it is the early-run rule's threshold), e.g. 10")
         if not isinstance(self.af_rule, dict):
@@ -505,10 +520,11 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     pathlib.Path
         The file written.
     """
-    if not (cfg.fusion_quantile or cfg.af_rule or cfg.prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_beats):
+    if not (cfg.fusion_quantile or cfg.af_rule or cfg.prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_beats or cfg.logit_offsets):
         raise ConfigError(
             "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
-            "--early-beat-quantile > 0 (e.g. 0.005), --early-run-beats > 0 (e.g. 10) or an af_rule table in --config"
+            "--early-beat-quantile > 0 (e.g. 0.005), --early-run-beats > 0 (e.g. 10), --logit-offset (e.g. V=-1.0) "
+            "or an af_rule table in --config"
         )
     model, meta = load_model(weights)
     if cfg.early_run_beats and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
@@ -564,12 +580,24 @@ def _store_rules(
     for); the early-run rule's setting as given (``meta`` must then hold the
     early-beat rule) and its own threshold, the ``cfg.early_run_quantile``
     quantile of ``pre_long`` over the same N beats as the early-beat rule's,
-    returned as ``early_run_rule``.
+    returned as ``early_run_rule``; the decision offsets ``cfg.logit_offsets``
+    as given, into ``meta["logit_bias"]`` (other classes' offsets kept).
     """
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
     fusion = prem = early = run = None
+    if cfg.logit_offsets:
+        classes = list(meta["classes"])
+        unknown = sorted(set(cfg.logit_offsets) - set(classes))
+        if unknown:
+            raise ConfigError(f"logit_offsets: the model has no class {', '.join(unknown)}; its classes are {', '.join(classes)}")
+        bias = [float(v) for v in logit_bias(meta)]
+        for name, offset in cfg.logit_offsets.items():
+            bias[classes.index(name)] = float(offset)
+        meta["logit_bias"] = bias
+        meta["training"]["logit_offsets"] = {k: float(v) for k, v in cfg.logit_offsets.items()}
+        logger.info("decision offsets (logit units): %s", ", ".join(f"{k} {v:+.2f}" for k, v in cfg.logit_offsets.items()))
     if cfg.fusion_quantile:
         fusion = fusion_threshold(wt, yt, cfg.fusion_quantile)
         meta["fusion_max_template_rms"] = fusion["max_template_rms"]
