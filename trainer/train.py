@@ -278,26 +278,14 @@ class TrainConfig:
             raise ConfigError(f"cv needs val_folds >= 2, got {self.val_folds}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
-        if not isinstance(self.class_weight_scale, dict):
-            raise ConfigError(f"class_weight_scale must map class names to factors, got {self.class_weight_scale!r}")
-        for name, factor in self.class_weight_scale.items():
-            if name not in CLASSES:
-                raise ConfigError(f"class_weight_scale: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
-            if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor <= 100:
-                raise ConfigError(f"class_weight_scale[{name!r}] must be a number in [0, 100], got {factor!r}")
+        _check_class_table("class_weight_scale", self.class_weight_scale, "factors", 0, 100, "in [0, 100]")
         for name in ("fusion_quantile", "prematurity_quantile", "early_beat_quantile", "early_run_quantile"):
             q = getattr(self, name)
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
         if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
             raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
-        if not isinstance(self.logit_offsets, dict):
-            raise ConfigError(f"logit_offsets must map class names to offsets, got {self.logit_offsets!r}")
-        for name, offset in self.logit_offsets.items():
-            if name not in CLASSES:
-                raise ConfigError(f"logit_offsets: unknown class {name!r}; the classes are {', '.join(CLASSES)}")
-            if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not -10 <= offset <= 10:
-                raise ConfigError(f"logit_offsets[{name!r}] must be a number from -10 to 10 (logit units), got {offset!r}")
+        _check_class_table("logit_offsets", self.logit_offsets, "offsets", -10, 10, "from -10 to 10 (logit units)")
         if self.early_run_quantile and not self.early_run_beats:
             raise ConfigError("early_run_quantile needs early_run_beats > 0 (it is the early-run rule's threshold), e.g. 10")
         if not isinstance(self.af_rule, dict):
@@ -323,6 +311,22 @@ class TrainConfig:
         if self.early_run_quantile and "pre_long" not in fz.rr_names:
             raise ConfigError("early_run_quantile needs the pre_long RR feature, which these featurizer settings do not give")
         return self
+
+    @property
+    def needs_rhythm(self) -> bool:
+        """Whether a rule asked for takes its thresholds from the training beats' rhythm measures."""
+        return bool(self.early_beat_quantile or self.early_run_quantile)
+
+
+def _check_class_table(name: str, table: Any, values: str, low: float, high: float, bounds: str) -> None:
+    """Check a setting that maps model class names to numbers from ``low`` to ``high`` (ConfigError if not)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name} must map class names to {values}, got {table!r}")
+    for cls, value in table.items():
+        if cls not in CLASSES:
+            raise ConfigError(f"{name}: unknown class {cls!r}; the classes are {', '.join(CLASSES)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ConfigError(f"{name}[{cls!r}] must be a number {bounds}, got {value!r}")
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -540,7 +544,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
         wt, rt, yt, _ = ds.stack(data, split.train)
-        ht = ds.stack_rhythm(data, split.train) if cfg.early_beat_quantile or cfg.early_run_quantile else None
+        ht = ds.stack_rhythm(data, split.train) if cfg.needs_rhythm else None
         records = list(split.records("train"))
     for info in _store_rules(meta, data_cfg, wt, rt, yt, ht).values():
         if info is not None:
@@ -956,8 +960,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         )
     if cv_info is not None and "calibration" in cv_info:
         meta["logit_bias"] = [cv_info["calibration"]["logit_bias"][c] for c in CLASSES]
-    needs_rhythm = cfg.early_beat_quantile or cfg.early_run_quantile
-    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train) if needs_rhythm else None)
+    rules = _store_rules(meta, cfg, wt, rt, yt, ds.stack_rhythm(data, split.train) if cfg.needs_rhythm else None)
     weights = Path(cfg.weights_out) if cfg.weights_out else out / "model.pt"
     save_weights(weights, model, meta)
     counts = {part: dict(zip(CLASSES, np.bincount(y, minlength=len(CLASSES)).tolist())) for part, y in (("train", yt), ("val", yv))}
