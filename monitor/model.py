@@ -16,7 +16,8 @@ Architecture (the seed project's, sized for real time on a CPU core)
 Ensembles
 ---------
 A weights file may hold several members of the same architecture
-(``meta["members"]``, written by ``ecg-train --cv --ensemble``).  The module
+(``meta["members"]``, written by ``ecg-train --cv --ensemble`` or
+``ecg-train --combine``).  The module
 is then an :class:`Ensemble` whose output is the logarithm of the members'
 *mean probability*, so that its softmax (what :class:`Classifier` returns)
 is the average of the members' softmax outputs.  Files without the entry

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 
 from replay import _cli
 
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
                         "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; --logit-offset; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
+    p.add_argument("--combine", metavar="WEIGHTS", nargs="+", default=None,
+                   help="do not train: join these weights files (two or more, of one architecture and featurizer) into "
+                        "one ensemble at --weights-out (default OUT/model.pt), the mean of their probabilities; with "
+                        "rules in the settings (as for --add-rules), store them in it too")
     p.add_argument("--records", default=None, help=argparse.SUPPRESS)  # train,records;test,records for quick runs
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -162,6 +167,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_progress:
             values["progress"] = False
         cfg = TrainConfig(**values)
+        if args.add_rules and args.combine:
+            from replay.errors import ConfigError
+
+            raise ConfigError("--add-rules and --combine do not go together: --combine stores the settings' rules itself")
+        if args.combine:
+            from pathlib import Path
+
+            from .combine import combine_weights
+            from .train import add_rules
+
+            target = Path(cfg.weights_out) if cfg.weights_out else Path(cfg.out) / "model.pt"
+            command = ["ecg-train", *(sys.argv[1:] if argv is None else argv)]
+            weights = combine_weights(args.combine, target, command=command)
+            if cfg.adds_rules:
+                weights = add_rules(weights, replace(cfg, weights_out=None))
+            print(f"weights: {weights}")
+            return 0
         if args.add_rules:
             from .train import add_rules
 

@@ -313,6 +313,14 @@ class TrainConfig:
         return self
 
     @property
+    def adds_rules(self) -> bool:
+        """Whether any decision rule or offset is asked for (what ``--add-rules`` can store)."""
+        return bool(
+            self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.early_beat_quantile
+            or self.early_run_beats or self.logit_offsets
+        )  # fmt: skip
+
+    @property
     def needs_rhythm(self) -> bool:
         """Whether a rule asked for takes its thresholds from the training beats' rhythm measures."""
         return bool(self.early_beat_quantile or self.early_run_quantile)
@@ -524,7 +532,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     pathlib.Path
         The file written.
     """
-    if not (cfg.fusion_quantile or cfg.af_rule or cfg.prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_beats or cfg.logit_offsets):
+    if not cfg.adds_rules:
         raise ConfigError(
             "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
             "--early-beat-quantile > 0 (e.g. 0.005), --early-run-beats > 0 (e.g. 10), --logit-offset (e.g. V=-1.0) "
