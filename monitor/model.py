@@ -72,6 +72,22 @@ quantile of that ratio over the training set's S beats (95 % for the shipped
 model: 0.899, so a beat must come about 10 % early to be called S, the usual
 clinical definition of prematurity).  See :func:`prematurity_max_rr_ratio`.
 
+V prematurity rule
+------------------
+A premature ventricular beat (AAMI V) comes early too.  A wide beat that
+arrives when the patient's next beat is due is more often a conducted beat
+of unusual shape (bundle branch block unlike the training patients') than
+a ventricular one.  A weights file may hold
+``meta["v_prematurity_max_rr_ratio"]`` (written by ``ecg-train
+--v-prematurity-quantile``): when a beat's most probable class is of AAMI V
+and its ``pre_long`` ratio is at or above that value, the classifier moves
+the V probability to the beat's most probable class of AAMI N.  The
+threshold is a high quantile of the ratio over the training set's V beats
+(93 % for the shipped model: 0.981, so 7 % of the training V beats, those
+that do not come early, are given up).  Ventricular escape beats and
+accelerated idioventricular rhythm come late or on time and so lose their V
+label.  See :func:`v_prematurity_max_rr_ratio`.
+
 Early-beat rule
 ---------------
 The converse: a beat of normal shape that comes clearly early outside
@@ -168,6 +184,7 @@ __all__ = [
     "member_count",
     "prematurity_max_rr_ratio",
     "save_weights",
+    "v_prematurity_max_rr_ratio",
     "select_member",
 ]
 
@@ -477,6 +494,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         fusion_max_template_rms(meta)
         af_rule(meta)
         prematurity_max_rr_ratio(meta)
+        v_prematurity_max_rr_ratio(meta)
         early_beat_rule(meta)
         early_run_beats(meta)
         early_run_max_pre_long(meta)
@@ -564,6 +582,30 @@ def prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
         return None
     if "pre_long" not in meta["rr_names"] or "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
         raise ConfigError("metadata 'prematurity_max_rr_ratio' needs the pre_long RR feature and a class of AAMI S")
+    return float(raw)
+
+
+def v_prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
+    """The V prematurity rule's threshold in a model's metadata (None when it has none).
+
+    ``meta["v_prematurity_max_rr_ratio"]`` is a positive ratio of the
+    interval from the previous beat to the mean of the last ``long_beats``
+    intervals (the ``pre_long`` RR feature): a beat at or above it is not
+    called V (see the module notes).  It needs the ``pre_long`` feature, a
+    class of AAMI V and one of AAMI N.
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not a positive finite number, or the model lacks
+        the ``pre_long`` RR feature or a class of AAMI V or N.
+    """
+    raw = _positive_entry(meta, "v_prematurity_max_rr_ratio")
+    if raw is None:
+        return None
+    groups = {CLASS_TO_AAMI.get(c) for c in meta["classes"]}
+    if "pre_long" not in meta["rr_names"] or not {"V", "N"} <= groups:
+        raise ConfigError("metadata 'v_prematurity_max_rr_ratio' needs the pre_long RR feature and classes of AAMI V and N")
     return float(raw)
 
 
@@ -731,6 +773,10 @@ class Classifier:
         #: to measure the model without the rule (``ecg-eval --no-prematurity-rule``).
         self.prematurity_max_rr_ratio: float | None = prematurity_max_rr_ratio(meta)
         self._pre_long = list(meta["rr_names"]).index("pre_long") if "pre_long" in meta["rr_names"] else None
+        #: Threshold of the V prematurity rule (see the module notes); None: no rule.  Set it to None
+        #: to measure the model without the rule (``ecg-eval --no-v-prematurity-rule``).
+        self.v_prematurity_max_rr_ratio: float | None = v_prematurity_max_rr_ratio(meta)
+        self._v_group = np.array([i for i, a in enumerate(self.aami) if a == "V"], dtype=np.int64)
         #: Thresholds of the early-beat rule, ``(max_pre_long, max_pre_local)`` (see the module notes); None:
         #: no rule.  Set it to None to measure the model without it (``ecg-eval --no-early-beat-rule``).
         #: It keeps using the file's AF thresholds when :attr:`af_rule` is set to None.
@@ -784,7 +830,8 @@ class Classifier:
             the logits plus the model's :func:`logit_bias` offsets, then the
             fusion rule (:attr:`fusion_max_template_rms`), the AF rule
             (:attr:`af_rule`), the prematurity rule
-            (:attr:`prematurity_max_rr_ratio`) and the early-beat rule
+            (:attr:`prematurity_max_rr_ratio`), the V prematurity rule
+            (:attr:`v_prematurity_max_rr_ratio`) and the early-beat rule
             (:attr:`early_beat_rule`, which also needs ``rhythm``) applied
             in that order (see the module notes).
         """
@@ -807,6 +854,8 @@ class Classifier:
             self._af_rule(rhythm, out)
         if self.prematurity_max_rr_ratio is not None and self._pre_long is not None:
             self._prematurity_rule(rr, out)
+        if self.v_prematurity_max_rr_ratio is not None and self._pre_long is not None:
+            self._v_prematurity_rule(rr, out)
         if self.early_beat_rule is not None and rhythm is not None:
             self._early_beat_rule(rr, rhythm, out)
         return out
@@ -855,6 +904,12 @@ class Classifier:
     def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S that do not come early to their most probable AAMI-N class (in place)."""
         self._move_s_to_n(prob, rr[:, self._pre_long] >= self.prematurity_max_rr_ratio)
+
+    def _v_prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
+        """Move the V probability of beats called V that do not come early to their most probable AAMI-N class (in place)."""
+        called_v = np.isin(prob.argmax(axis=1), self._v_group)
+        late = rr[:, self._pre_long] >= self.v_prematurity_max_rr_ratio
+        self._move_to_n(prob, np.flatnonzero(called_v & late), self._v_group)
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
         """Return the most probable class name of each beat."""

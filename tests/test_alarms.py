@@ -439,8 +439,9 @@ def test_bench_alarms_live_with_other_weights(mitdb, tmp_path, capsys):
 
     model, meta = load_model(asset("model.pt"))
     bias = [-50.0] * len(CLASSES)
-    bias[CLASSES.index("V")] = 50.0  # every beat ventricular
-    all_v = save_weights(tmp_path / "all-v.pt", model, {**meta, "logit_bias": bias})
+    bias[CLASSES.index("V")] = 50.0  # every beat ventricular (without the V prematurity rule)
+    forced = {k: v for k, v in meta.items() if k != "v_prematurity_max_rr_ratio"}
+    all_v = save_weights(tmp_path / "all-v.pt", model, {**forced, "logit_bias": bias})
     args = ["alarms", "--records", "119", "--data-dir", str(mitdb), "--beats", "live"]
     assert bench.main(args) == 0
     shipped = capsys.readouterr().out

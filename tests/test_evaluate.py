@@ -216,6 +216,18 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert m["prematurity_max_rr_ratio"] == prem["max_rr_ratio"] and not m["prematurity_rule_ignored"]
     assert "prematurity rule" in (tmp_path / "ev5" / "report.md").read_text()
     assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev6", "--no-prematurity-rule")["prematurity_rule_ignored"]
+    # the V prematurity rule (into a copy): its threshold from the training records' V beats (119's
+    # bigeminy), the other rules kept
+    v_rich = [*common[:2], "--records", "119;100", "--duration", "300", *common[6:]]
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--v-prematurity-quantile", "0.07", "--weights-out", str(tmp_path / "vruled.pt"), *v_rich]) == 0
+    vr = Classifier.from_file(tmp_path / "vruled.pt")
+    vprem = vr.meta["training"]["v_prematurity_rule"]
+    assert vprem["quantile"] == 0.07 and vprem["records"] == ["119"] and vprem["v_beats"] >= 20
+    assert 0.5 < vr.v_prematurity_max_rr_ratio == vprem["max_rr_ratio"] < 2 and vr.prematurity_max_rr_ratio == prem["max_rr_ratio"]
+    mv = _eval_record_100(tmp_path / "vruled.pt", mitdb, tmp_path / "cache", tmp_path / "evv")
+    assert mv["v_prematurity_max_rr_ratio"] == vprem["max_rr_ratio"] and not mv["v_prematurity_rule_ignored"]
+    assert "V prematurity rule" in (tmp_path / "evv" / "report.md").read_text()
+    assert _eval_record_100(tmp_path / "vruled.pt", mitdb, tmp_path / "cache", tmp_path / "evv2", "--no-v-prematurity-rule")["v_prematurity_rule_ignored"]
     # the early-beat rule: its thresholds from the training records' N beats outside AF-like rhythm,
     # which needs the AF rule's thresholds (from the config file)
     assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--early-beat-quantile", "0.005", *s_rich]) == 2

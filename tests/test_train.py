@@ -215,6 +215,32 @@ def test_prematurity_threshold_is_a_high_quantile_of_the_training_s_beats():
             TrainConfig(prematurity_quantile=bad).validate()
 
 
+def test_v_prematurity_threshold_is_a_high_quantile_of_the_training_v_beats():
+    from monitor.beats import BeatFeaturizer
+    from trainer.train import prematurity_threshold
+
+    names = BeatFeaturizer(360.0).rr_names
+    col = names.index("pre_long")
+    a, v = CLASSES.index("A"), CLASSES.index("V")
+    y = np.array([0] * 100 + [v] * 200 + [a] * 50)
+    rr = np.ones((350, len(names)), np.float32)
+    ratio = np.linspace(0.4, 1.2, 200)
+    rr[100:300, col] = ratio
+    rr[:100, col] = 3.0  # N and S beats do not count
+    rr[300:, col] = 0.1
+    out = prematurity_threshold(rr, y, names, 0.07, aami="V")
+    assert out["v_beats"] == 200 and out["quantile"] == 0.07 and "s_beats" not in out
+    assert out["max_rr_ratio"] == pytest.approx(np.quantile(ratio, 0.93), rel=1e-5)
+    with pytest.raises(ConfigError, match="the V prematurity rule needs V beats"):
+        prematurity_threshold(rr[:100], y[:100], names, 0.07, aami="V")
+    with pytest.raises(ValueError, match="aami must be 'S' or 'V'"):
+        prematurity_threshold(rr, y, names, 0.07, aami="F")
+    for bad in (-0.1, 0.5, "x", True):
+        with pytest.raises(ConfigError, match="v_prematurity_quantile"):
+            TrainConfig(v_prematurity_quantile=bad).validate()
+    assert TrainConfig(v_prematurity_quantile=0.07).adds_rules
+
+
 def test_early_beat_thresholds_are_low_quantiles_of_the_training_n_beats_outside_af():
     from monitor.beats import BeatFeaturizer
     from trainer.train import early_beat_thresholds

@@ -29,7 +29,7 @@ _FIELDS = (
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
-    "prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile", "logit_offsets",
+    "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile", "logit_offsets",
 )  # fmt: skip
 
 
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the prematurity rule: beats whose pre-RR over the long mean RR (the pre_long "
                         "feature) is at or above the 1-Q quantile of the training S beats' (e.g. 0.05) are not "
                         "called S (default 0: no rule)")
+    p.add_argument("--v-prematurity-quantile", type=float, default=d, metavar="Q",
+                   help="store the V prematurity rule: beats whose pre-RR over the long mean RR is at or above the 1-Q "
+                        "quantile of the training V beats' (e.g. 0.07) are not called V (default 0: no rule)")
     p.add_argument("--early-beat-quantile", type=float, default=d, metavar="Q",
                    help="store the early-beat rule (needs af_rule): beats called N whose pre-RR over the long and "
                         "the local mean RR are both below the Q quantiles of the training N beats' outside AF "
@@ -137,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
-                        "--prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; --logit-offset; "
+                        "--prematurity-quantile, --v-prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; --logit-offset; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--combine", metavar="WEIGHTS", nargs="+", default=None,
                    help="do not train: join these weights files (two or more, of one architecture and featurizer) into "

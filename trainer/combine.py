@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SHARED_KEYS: tuple[str, ...] = ("architecture", "hparams", "classes", "featurizer", "rr_names")
 #: Metadata of the decision rules and offsets, taken from the first file.
 RULE_KEYS: tuple[str, ...] = (
-    "logit_bias", "fusion_max_template_rms", "af_rule", "prematurity_max_rr_ratio",
+    "logit_bias", "fusion_max_template_rms", "af_rule", "prematurity_max_rr_ratio", "v_prematurity_max_rr_ratio",
     "early_beat_rule", "early_run_beats", "early_run_max_pre_long",
 )  # fmt: skip
 

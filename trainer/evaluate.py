@@ -111,6 +111,7 @@ def evaluate(
     use_fusion_rule: bool = True,
     use_af_rule: bool = True,
     use_prematurity_rule: bool = True,
+    use_v_prematurity_rule: bool = True,
     use_early_beat_rule: bool = True,
     use_early_run_rule: bool = True,
 ) -> dict[str, Any]:
@@ -155,6 +156,9 @@ def evaluate(
     prem_ratio = clf.prematurity_max_rr_ratio
     if not use_prematurity_rule:
         clf.prematurity_max_rr_ratio = None
+    v_prem_ratio = clf.v_prematurity_max_rr_ratio
+    if not use_v_prematurity_rule:
+        clf.v_prematurity_max_rr_ratio = None
     early = clf.early_beat_rule
     if not use_early_beat_rule:
         clf.early_beat_rule = None
@@ -252,6 +256,8 @@ def evaluate(
         "af_rule_ignored": not use_af_rule and af_thresholds is not None,
         "prematurity_max_rr_ratio": prem_ratio,
         "prematurity_rule_ignored": not use_prematurity_rule and prem_ratio is not None,
+        "v_prematurity_max_rr_ratio": v_prem_ratio,
+        "v_prematurity_rule_ignored": not use_v_prematurity_rule and v_prem_ratio is not None,
         "early_beat_rule": None if early is None else {"max_pre_long": early[0], "max_pre_local": early[1]},
         "early_beat_rule_ignored": not use_early_beat_rule and early is not None,
         "early_run_beats": run_beats,
@@ -393,6 +399,9 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called S): "
         + ("none" if m["prematurity_max_rr_ratio"] is None else f"{m['prematurity_max_rr_ratio']:.3f}")
         + (" (ignored: --no-prematurity-rule)" if m["prematurity_rule_ignored"] else ""),
+        "* V prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called V): "
+        + ("none" if m.get("v_prematurity_max_rr_ratio") is None else f"{m['v_prematurity_max_rr_ratio']:.3f}")
+        + (" (ignored: --no-v-prematurity-rule)" if m.get("v_prematurity_rule_ignored") else ""),
         "* early-beat rule (beats called N whose pre-RR is below both ratios of the long and the local mean RR, "
         "outside AF-like rhythm, are called S): "
         + ("none" if m["early_beat_rule"] is None
@@ -471,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the AF rule stored in the weights (af_rule), to measure its effect")
     p.add_argument("--no-prematurity-rule", action="store_true",
                    help="ignore the prematurity rule stored in the weights (ecg-train --prematurity-quantile), to measure its effect")
+    p.add_argument("--no-v-prematurity-rule", action="store_true",
+                   help="ignore the V prematurity rule stored in the weights (ecg-train --v-prematurity-quantile), to measure its effect")
     p.add_argument("--no-early-beat-rule", action="store_true",
                    help="ignore the early-beat rule stored in the weights (ecg-train --early-beat-quantile), to measure its effect")
     p.add_argument("--no-early-run-rule", action="store_true",
@@ -492,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             args.weights, args.protocol, args.out, data_dir=args.data_dir, records=recs, duration_s=args.duration,
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
             member=args.member, use_fusion_rule=not args.no_fusion_rule, use_af_rule=not args.no_af_rule,
-            use_prematurity_rule=not args.no_prematurity_rule, use_early_beat_rule=not args.no_early_beat_rule,
+            use_prematurity_rule=not args.no_prematurity_rule, use_v_prematurity_rule=not args.no_v_prematurity_rule,
+            use_early_beat_rule=not args.no_early_beat_rule,
             use_early_run_rule=not args.no_early_run_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")

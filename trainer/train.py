@@ -120,6 +120,11 @@ class TrainConfig:
         ``pre_long`` RR feature) is below the ``1 - prematurity_quantile``
         quantile of that ratio over the training set's S beats, e.g. 0.05,
         so that the rule leaves 95 % of them alone (0: no rule; default).
+    v_prematurity_quantile : float
+        Store the V prematurity rule (:mod:`monitor.model`): a beat is not
+        called V unless its ``pre_long`` ratio is below the ``1 -
+        v_prematurity_quantile`` quantile of that ratio over the training
+        set's V beats, e.g. 0.07 (0: no rule; default).
     early_beat_quantile : float
         Store the early-beat rule (:mod:`monitor.model`) in the weights
         file: a beat called AAMI N whose ``pre_long`` and ``pre_local`` RR
@@ -221,6 +226,7 @@ class TrainConfig:
     fusion_quantile: float = 0.0
     af_rule: dict = field(default_factory=dict)
     prematurity_quantile: float = 0.0
+    v_prematurity_quantile: float = 0.0
     early_beat_quantile: float = 0.0
     early_run_beats: int = 0
     early_run_quantile: float = 0.0
@@ -279,7 +285,7 @@ class TrainConfig:
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
         _check_class_table("class_weight_scale", self.class_weight_scale, "factors", 0, 100, "in [0, 100]")
-        for name in ("fusion_quantile", "prematurity_quantile", "early_beat_quantile", "early_run_quantile"):
+        for name in ("fusion_quantile", "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_run_quantile"):
             q = getattr(self, name)
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
@@ -302,8 +308,9 @@ class TrainConfig:
             raise ConfigError(f"featurizer settings: {exc}") from None
         if self.fusion_quantile and fz.template_beats == 0:
             raise ConfigError("fusion_quantile needs the template channel (featurizer template_beats > 0)")
-        if self.prematurity_quantile and "pre_long" not in fz.rr_names:
-            raise ConfigError("prematurity_quantile needs the pre_long RR feature, which these featurizer settings do not give")
+        for name in ("prematurity_quantile", "v_prematurity_quantile"):
+            if getattr(self, name) and "pre_long" not in fz.rr_names:
+                raise ConfigError(f"{name} needs the pre_long RR feature, which these featurizer settings do not give")
         if self.early_beat_quantile and not {"pre_long", "pre_local"} <= set(fz.rr_names):
             raise ConfigError("early_beat_quantile needs the pre_long and pre_local RR features, which these featurizer settings do not give")
         if self.early_beat_quantile and not self.af_rule:
@@ -316,7 +323,7 @@ class TrainConfig:
     def adds_rules(self) -> bool:
         """Whether any decision rule or offset is asked for (what ``--add-rules`` can store)."""
         return bool(
-            self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.early_beat_quantile
+            self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.v_prematurity_quantile or self.early_beat_quantile
             or self.early_run_beats or self.logit_offsets
         )  # fmt: skip
 
@@ -408,8 +415,10 @@ def fusion_threshold(windows: np.ndarray, labels: np.ndarray, quantile: float) -
     return {"max_template_rms": float(np.quantile(d, quantile)), "quantile": float(quantile), "f_beats": int(len(w))}
 
 
-def prematurity_threshold(rr: np.ndarray, labels: np.ndarray, rr_names: list[str] | tuple[str, ...], quantile: float) -> dict[str, Any]:
-    """Threshold of the prematurity rule from training beats (see :mod:`monitor.model`).
+def prematurity_threshold(
+    rr: np.ndarray, labels: np.ndarray, rr_names: list[str] | tuple[str, ...], quantile: float, aami: str = "S"
+) -> dict[str, Any]:
+    """Threshold of the prematurity rule (S) or the V prematurity rule from training beats (see :mod:`monitor.model`).
 
     Parameters
     ----------
@@ -421,28 +430,34 @@ def prematurity_threshold(rr: np.ndarray, labels: np.ndarray, rr_names: list[str
         Names of the RR features; must include ``pre_long`` (pre-RR over the
         mean of the last ``long_beats`` intervals, a ratio).
     quantile : float
-        Share of the S beats allowed at or above the threshold (e.g. 0.05).
+        Share of the beats of class ``aami`` allowed at or above the
+        threshold (e.g. 0.05).
+    aami : {"S", "V"}
+        The AAMI class whose beats the threshold is taken from.
 
     Returns
     -------
     dict
         ``max_rr_ratio`` (the threshold: the ``1 - quantile`` quantile of
-        ``pre_long`` over the S beats), ``quantile`` and ``s_beats`` (how
-        many S beats it was taken from).
+        ``pre_long`` over those beats), ``quantile`` and ``s_beats`` (or
+        ``v_beats``: how many beats it was taken from).
 
     Raises
     ------
     ConfigError
-        When there is no ``pre_long`` feature or no S beat.
+        When there is no ``pre_long`` feature or no beat of that class.
     """
+    if aami not in ("S", "V"):
+        raise ValueError(f"aami must be 'S' or 'V', got {aami!r}")
     names = list(rr_names)
+    rule = "the prematurity rule" if aami == "S" else "the V prematurity rule"
     if "pre_long" not in names:
-        raise ConfigError("the prematurity rule needs the pre_long RR feature")
-    s_classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "S"]
-    ratio = rr[np.isin(labels, s_classes), names.index("pre_long")]
+        raise ConfigError(f"{rule} needs the pre_long RR feature")
+    classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == aami]
+    ratio = rr[np.isin(labels, classes), names.index("pre_long")]
     if not ratio.size:
-        raise ConfigError("the prematurity rule needs S beats in the training records; there are none")
-    return {"max_rr_ratio": float(np.quantile(ratio, 1.0 - quantile)), "quantile": float(quantile), "s_beats": int(ratio.size)}
+        raise ConfigError(f"{rule} needs {aami} beats in the training records; there are none")
+    return {"max_rr_ratio": float(np.quantile(ratio, 1.0 - quantile)), "quantile": float(quantile), f"{aami.lower()}_beats": int(ratio.size)}
 
 
 def early_beat_thresholds(
@@ -508,7 +523,8 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     featurizer settings, so it is the value ``ecg-train --fusion-quantile``
     would have stored when training the model on them (the rule does not
     change training); likewise the prematurity rule's
-    (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`) and
+    (``cfg.prematurity_quantile`` > 0, :func:`prematurity_threshold`), the
+    V prematurity rule's (``cfg.v_prematurity_quantile`` > 0) and
     the early-beat rule's (``cfg.early_beat_quantile`` > 0,
     :func:`early_beat_thresholds`).  The early-run rule
     (``cfg.early_run_beats``): its setting as given, and its own
@@ -535,6 +551,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     if not cfg.adds_rules:
         raise ConfigError(
             "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
+            "--v-prematurity-quantile > 0 (e.g. 0.07), "
             "--early-beat-quantile > 0 (e.g. 0.005), --early-run-beats > 0 (e.g. 10), --logit-offset (e.g. V=-1.0) "
             "or an af_rule table in --config"
         )
@@ -547,7 +564,7 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
     meta["training"] = dict(meta.get("training", {}))
     wt = rt = yt = ht = records = None
-    if cfg.fusion_quantile or cfg.prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_quantile:
+    if cfg.fusion_quantile or cfg.prematurity_quantile or cfg.v_prematurity_quantile or cfg.early_beat_quantile or cfg.early_run_quantile:
         train_recs, _ = _records(data_cfg)
         data = ds.build_dataset(train_recs, data_cfg.data_dir, fz, cache=data_cfg.cache, progress=data_cfg.progress, duration_s=data_cfg.duration_s)
         split = ds.make_split(data_cfg.protocol, data, seed=data_cfg.seed, val_fold=None, train_records=train_recs, test_records=())
@@ -598,7 +615,7 @@ def _store_rules(
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
-    fusion = prem = early = run = None
+    fusion = prem = vprem = early = run = None
     if cfg.logit_offsets:
         classes = list(meta["classes"])
         unknown = sorted(set(cfg.logit_offsets) - set(classes))
@@ -622,6 +639,12 @@ def _store_rules(
         meta["training"]["prematurity_rule"] = prem
         logger.info("prematurity rule: S moved to N at pre-RR / long mean RR >= %.3f (%g of %d training S beats above)",
                     prem["max_rr_ratio"], cfg.prematurity_quantile, prem["s_beats"])
+    if cfg.v_prematurity_quantile:
+        vprem = prematurity_threshold(rt, yt, meta["rr_names"], cfg.v_prematurity_quantile, aami="V")
+        meta["v_prematurity_max_rr_ratio"] = vprem["max_rr_ratio"]
+        meta["training"]["v_prematurity_rule"] = vprem
+        logger.info("V prematurity rule: V moved to N at pre-RR / long mean RR >= %.3f (%g of %d training V beats above)",
+                    vprem["max_rr_ratio"], cfg.v_prematurity_quantile, vprem["v_beats"])
     if cfg.early_beat_quantile:
         early = early_beat_thresholds(rt, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_beat_quantile)
         meta["early_beat_rule"] = {"max_pre_long": early["max_pre_long"], "max_pre_local": early["max_pre_local"]}
@@ -640,7 +663,7 @@ def _store_rules(
         meta["training"]["early_run_rule"] = run
         logger.info("early-run rule: later beats of a run stay in it below pre-RR / long mean RR %.3f (%g quantile of %d training N beats)",
                     run["max_pre_long"], cfg.early_run_quantile, run["n_beats"])
-    return {"fusion_rule": fusion, "prematurity_rule": prem, "early_beat_rule": early, "early_run_rule": run}
+    return {"fusion_rule": fusion, "prematurity_rule": prem, "v_prematurity_rule": vprem, "early_beat_rule": early, "early_run_rule": run}
 
 
 def default_threads() -> int:
@@ -993,6 +1016,7 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         "cv": cv_info,
         "fusion_rule": rules["fusion_rule"],
         "prematurity_rule": rules["prematurity_rule"],
+        "v_prematurity_rule": rules["v_prematurity_rule"],
         "early_beat_rule": rules["early_beat_rule"],
         "early_run_rule": rules["early_run_rule"],
         "torch": torch.__version__,
