@@ -306,83 +306,53 @@ def test_af_rule_moves_s_to_the_n_group_only_in_af_and_only_when_s_wins(tmp_path
             load_model(tmp_path / "bad.pt")
 
 
-def test_prematurity_rule_moves_s_to_the_n_group_for_beats_that_do_not_come_early(tmp_path):
+@pytest.mark.parametrize(
+    "key, cls, other, threshold, ratios, seeds",
+    [
+        ("prematurity_max_rr_ratio", "A", "V", 0.9, [0.6, 0.85, 0.9, 0.95, 1.2, 0.7], (2, 3)),
+        ("v_prematurity_max_rr_ratio", "V", "A", 0.98, [0.6, 0.97, 0.98, 1.0, 1.3, 0.7], (4, 5)),
+    ],
+)
+def test_prematurity_rules_move_their_class_to_the_n_group_for_beats_that_do_not_come_early(
+    tmp_path, key, cls, other, threshold, ratios, seeds
+):
+    """The prematurity rule (S) and the V prematurity rule: a beat called ``cls`` at or above the threshold goes to N."""
     import json
 
-    meta, m, rng, w = _six_beats(2, 3)
+    meta, m, rng, w = _six_beats(*seeds)
     r = (rng.random((6, 10)) + 0.5).astype(np.float32)
     col = meta["rr_names"].index("pre_long")
-    r[:, col] = [0.6, 0.85, 0.9, 0.95, 1.2, 0.7]  # pre-RR over the long mean RR
-    a, n_group = CLASSES.index("A"), N_GROUP
-    bias = _favouring("A")
+    r[:, col] = ratios  # pre-RR over the long mean RR
+    k = CLASSES.index(cls)
+    bias = _favouring(cls)
     plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
-    ruled = Classifier(*load_model(save_weights(tmp_path / "s.pt", m, {**meta, "logit_bias": bias, "prematurity_max_rr_ratio": 0.9})))
-    assert plain.prematurity_max_rr_ratio is None and ruled.prematurity_max_rr_ratio == 0.9
+    ruled = Classifier(*load_model(save_weights(tmp_path / "s.pt", m, {**meta, "logit_bias": bias, key: threshold})))
+    assert getattr(plain, key) is None and getattr(ruled, key) == threshold
     p0, p1 = plain.predict_proba(w, r), ruled.predict_proba(w, r)
-    assert (p0.argmax(1) == a).all()
+    assert (p0.argmax(1) == k).all()
     for i in range(6):
-        if r[i, col] >= 0.9:  # not premature: S goes to the most probable N-group class
-            g = n_group[int(np.argmax(p0[i, n_group]))]
-            assert p1[i, a] == 0.0 and p1[i, g] == pytest.approx(p0[i, g] + p0[i, a], rel=1e-6) and p1[i].argmax() == g
+        if r[i, col] >= threshold:  # not premature: the class goes to the most probable N-group class
+            g = N_GROUP[int(np.argmax(p0[i, N_GROUP]))]
+            assert p1[i, k] == 0.0 and p1[i, g] == pytest.approx(p0[i, g] + p0[i, k], rel=1e-6) and p1[i].argmax() == g
         else:
             np.testing.assert_array_equal(p1[i], p0[i])
-    assert [CLASSES[k] for k in p1.argmax(1)].count("A") == 3
-    # a late beat whose most probable class is not S is left alone
-    bias_v = _favouring("V")
-    v_ruled = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**meta, "logit_bias": bias_v, "prematurity_max_rr_ratio": 0.9})))
-    v_plain = Classifier(*load_model(save_weights(tmp_path / "vp.pt", m, {**meta, "logit_bias": bias_v})))
-    np.testing.assert_array_equal(v_ruled.predict_proba(w, r), v_plain.predict_proba(w, r))
+    assert [CLASSES[j] for j in p1.argmax(1)].count(cls) == 3
+    # a late beat whose most probable class is another is left alone
+    bias_o = _favouring(other)
+    o_ruled = Classifier(*load_model(save_weights(tmp_path / "o.pt", m, {**meta, "logit_bias": bias_o, key: threshold})))
+    o_plain = Classifier(*load_model(save_weights(tmp_path / "op.pt", m, {**meta, "logit_bias": bias_o})))
+    np.testing.assert_array_equal(o_ruled.predict_proba(w, r), o_plain.predict_proba(w, r))
     # bad values, and a model without the pre_long feature, are rejected when loading
     blob = torch.load(tmp_path / "s.pt", weights_only=True)
-    for bad in (0, -0.5, "0.9", float("nan"), True):
-        blob["meta_json"] = json.dumps({**meta, "prematurity_max_rr_ratio": bad})
+    for bad in (0, -0.5, "0.9", float("nan"), float("inf"), True):
+        blob["meta_json"] = json.dumps({**meta, key: bad})
         torch.save(blob, tmp_path / "bad.pt")
-        with pytest.raises(ConfigError, match="bad.pt: metadata 'prematurity_max_rr_ratio' must be a positive number"):
+        with pytest.raises(ConfigError, match=f"bad.pt: metadata '{key}' must be a positive number"):
             load_model(tmp_path / "bad.pt")
     names = [n if n != "pre_long" else "pre_other" for n in meta["rr_names"]]
-    blob["meta_json"] = json.dumps({**meta, "rr_names": names, "prematurity_max_rr_ratio": 0.9})
+    blob["meta_json"] = json.dumps({**meta, "rr_names": names, key: threshold})
     torch.save(blob, tmp_path / "nolong.pt")
     with pytest.raises(ConfigError, match="nolong.pt: .*needs the pre_long RR feature"):
-        load_model(tmp_path / "nolong.pt")
-
-
-def test_v_prematurity_rule_moves_v_to_the_n_group_for_beats_that_do_not_come_early(tmp_path):
-    import json
-
-    meta, m, rng, w = _six_beats(4, 5)
-    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
-    col = meta["rr_names"].index("pre_long")
-    r[:, col] = [0.6, 0.97, 0.98, 1.0, 1.3, 0.7]  # pre-RR over the long mean RR
-    v = CLASSES.index("V")
-    bias = _favouring("V")
-    plain = Classifier(*load_model(save_weights(tmp_path / "p.pt", m, {**meta, "logit_bias": bias})))
-    ruled = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**meta, "logit_bias": bias, "v_prematurity_max_rr_ratio": 0.98})))
-    assert plain.v_prematurity_max_rr_ratio is None and ruled.v_prematurity_max_rr_ratio == 0.98
-    p0, p1 = plain.predict_proba(w, r), ruled.predict_proba(w, r)
-    assert (p0.argmax(1) == v).all()
-    for i in range(6):
-        if r[i, col] >= 0.98:  # on time or late: V goes to the most probable N-group class
-            g = N_GROUP[int(np.argmax(p0[i, N_GROUP]))]
-            assert p1[i, v] == 0.0 and p1[i, g] == pytest.approx(p0[i, g] + p0[i, v], rel=1e-6) and p1[i].argmax() == g
-        else:
-            np.testing.assert_array_equal(p1[i], p0[i])
-    assert [CLASSES[k] for k in p1.argmax(1)].count("V") == 3
-    # a late beat whose most probable class is not V (here A) is left alone
-    bias_a = _favouring("A")
-    a_ruled = Classifier(*load_model(save_weights(tmp_path / "a.pt", m, {**meta, "logit_bias": bias_a, "v_prematurity_max_rr_ratio": 0.98})))
-    a_plain = Classifier(*load_model(save_weights(tmp_path / "ap.pt", m, {**meta, "logit_bias": bias_a})))
-    np.testing.assert_array_equal(a_ruled.predict_proba(w, r), a_plain.predict_proba(w, r))
-    # bad values, and a model without the pre_long feature, are rejected when loading
-    blob = torch.load(tmp_path / "v.pt", weights_only=True)
-    for bad in (0, -1.0, "1", float("inf"), False):
-        blob["meta_json"] = json.dumps({**meta, "v_prematurity_max_rr_ratio": bad})
-        torch.save(blob, tmp_path / "bad.pt")
-        with pytest.raises(ConfigError, match="bad.pt: metadata 'v_prematurity_max_rr_ratio' must be a positive number"):
-            load_model(tmp_path / "bad.pt")
-    names = [n if n != "pre_long" else "pre_other" for n in meta["rr_names"]]
-    blob["meta_json"] = json.dumps({**meta, "rr_names": names, "v_prematurity_max_rr_ratio": 0.98})
-    torch.save(blob, tmp_path / "nolong.pt")
-    with pytest.raises(ConfigError, match="nolong.pt: metadata 'v_prematurity_max_rr_ratio' needs the pre_long RR feature"):
         load_model(tmp_path / "nolong.pt")
 
 

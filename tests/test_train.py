@@ -190,55 +190,36 @@ def test_fusion_threshold_is_a_quantile_of_the_training_f_beats():
         TrainConfig(fusion_quantile=0.01, featurizer={"template_beats": 0}).validate()
 
 
-def test_prematurity_threshold_is_a_high_quantile_of_the_training_s_beats():
+@pytest.mark.parametrize("aami, cls, other, quantile", [("S", "A", "V", 0.05), ("V", "V", "A", 0.07)])
+def test_prematurity_threshold_is_a_high_quantile_of_the_training_beats_of_its_class(aami, cls, other, quantile):
     from monitor.beats import BeatFeaturizer
     from trainer.train import prematurity_threshold
 
     names = BeatFeaturizer(360.0).rr_names
     col = names.index("pre_long")
-    a, v = CLASSES.index("A"), CLASSES.index("V")
-    y = np.array([0] * 100 + [a] * 200 + [v] * 50)
+    k, o = CLASSES.index(cls), CLASSES.index(other)
+    y = np.array([0] * 100 + [k] * 200 + [o] * 50)
     rr = np.ones((350, len(names)), np.float32)
-    ratio = np.linspace(0.5, 1.0, 200)
+    ratio = np.linspace(0.5, 1.2, 200)
     rr[100:300, col] = ratio
-    rr[:100, col] = 2.0  # N and V beats do not count
+    rr[:100, col] = 2.0  # N beats and those of the other class do not count
     rr[300:, col] = 0.1
-    out = prematurity_threshold(rr, y, names, 0.05)
-    assert out["s_beats"] == 200 and out["quantile"] == 0.05
-    assert out["max_rr_ratio"] == pytest.approx(np.quantile(ratio, 0.95), rel=1e-5)
-    with pytest.raises(ConfigError, match="S beats"):
-        prematurity_threshold(rr[:100], y[:100], names, 0.05)
-    with pytest.raises(ConfigError, match="pre_long"):
-        prematurity_threshold(rr, y, [n.replace("pre_long", "x") for n in names], 0.05)
-    for bad in (-0.1, 0.5, "x", True):
-        with pytest.raises(ConfigError, match="prematurity_quantile"):
-            TrainConfig(prematurity_quantile=bad).validate()
-
-
-def test_v_prematurity_threshold_is_a_high_quantile_of_the_training_v_beats():
-    from monitor.beats import BeatFeaturizer
-    from trainer.train import prematurity_threshold
-
-    names = BeatFeaturizer(360.0).rr_names
-    col = names.index("pre_long")
-    a, v = CLASSES.index("A"), CLASSES.index("V")
-    y = np.array([0] * 100 + [v] * 200 + [a] * 50)
-    rr = np.ones((350, len(names)), np.float32)
-    ratio = np.linspace(0.4, 1.2, 200)
-    rr[100:300, col] = ratio
-    rr[:100, col] = 3.0  # N and S beats do not count
-    rr[300:, col] = 0.1
-    out = prematurity_threshold(rr, y, names, 0.07, aami="V")
-    assert out["v_beats"] == 200 and out["quantile"] == 0.07 and "s_beats" not in out
-    assert out["max_rr_ratio"] == pytest.approx(np.quantile(ratio, 0.93), rel=1e-5)
-    with pytest.raises(ConfigError, match="the V prematurity rule needs V beats"):
-        prematurity_threshold(rr[:100], y[:100], names, 0.07, aami="V")
+    out = prematurity_threshold(rr, y, names, quantile, aami=aami)
+    other_key = "v_beats" if aami == "S" else "s_beats"
+    assert out[f"{aami.lower()}_beats"] == 200 and out["quantile"] == quantile and other_key not in out
+    assert out["max_rr_ratio"] == pytest.approx(np.quantile(ratio, 1 - quantile), rel=1e-5)
+    rule = "the prematurity rule" if aami == "S" else "the V prematurity rule"
+    with pytest.raises(ConfigError, match=f"{rule} needs {aami} beats"):
+        prematurity_threshold(rr[:100], y[:100], names, quantile, aami=aami)
+    with pytest.raises(ConfigError, match=f"{rule} needs the pre_long"):
+        prematurity_threshold(rr, y, [n.replace("pre_long", "x") for n in names], quantile, aami=aami)
     with pytest.raises(ValueError, match="aami must be 'S' or 'V'"):
-        prematurity_threshold(rr, y, names, 0.07, aami="F")
+        prematurity_threshold(rr, y, names, quantile, aami="F")
+    name = "prematurity_quantile" if aami == "S" else "v_prematurity_quantile"
     for bad in (-0.1, 0.5, "x", True):
-        with pytest.raises(ConfigError, match="v_prematurity_quantile"):
-            TrainConfig(v_prematurity_quantile=bad).validate()
-    assert TrainConfig(v_prematurity_quantile=0.07).adds_rules
+        with pytest.raises(ConfigError, match=name):
+            TrainConfig(**{name: bad}).validate()
+    assert TrainConfig(**{name: quantile}).adds_rules
 
 
 def test_early_beat_thresholds_are_low_quantiles_of_the_training_n_beats_outside_af():
