@@ -21,9 +21,10 @@ beat of the run.  A file may give the run's later beats their own, looser
 ``pre_long`` threshold (``meta["early_run_max_pre_long"]``, ``ecg-train
 --early-run-quantile``): the shipped model's is the 1 % quantile of
 ``pre_long`` over the DS1 N beats outside AF-like rhythm, where the run's
-first beat must be below the 0.5 % quantile.  The shipped model uses ``max_beats = local_beats`` (10):
-the number of intervals the local mean needs to forget the rhythm before
-the run.  The run ends at the first beat that is called V, F or Q, comes
+first beat must be below the 0.25 % quantile.  The shipped model uses
+``max_beats = 120``, chosen on DS1 out of fold (no run of DS1 is longer;
+``local_beats``, 10, the number of intervals the local mean needs to forget
+the rhythm before the run, until then).  The run ends at the first beat that is called V, F or Q, comes
 late (the pause after a run), or falls in AF-like rhythm.
 
 A weights file holds the setting as ``meta["early_run_beats"]`` (written by

@@ -44,7 +44,7 @@ AF rule
 Bedside monitors do not count premature atrial beats during atrial
 fibrillation: the rhythm is irregular throughout, so a short interval does
 not make a beat premature.  A weights file may hold ``meta["af_rule"]``
-(``{"min_irregular": 0.1, "max_regular": 0.6}``, written by ``ecg-train`` with
+(``{"min_irregular": 0.1, "max_regular": 0.7}`` for the shipped model, written by ``ecg-train`` with
 an ``af_rule`` setting): when the rhythm before a beat looks like AF by the
 measures of :attr:`monitor.beats.BeatFeatures.rhythm` (``af_irregular``,
 the median difference of intervals 1, 2 or 3 apart over the median interval,
@@ -68,9 +68,10 @@ the mean of the last ``long_beats`` intervals, see
 :class:`monitor.beats.BeatFeaturizer`) is at or above that ratio, the
 classifier moves the S probability to the beat's most probable class of
 AAMI N, which then becomes the most probable class.  The threshold is a high
-quantile of that ratio over the training set's S beats (95 % for the shipped
-model: 0.899, so a beat must come about 10 % early to be called S, the usual
-clinical definition of prematurity).  See :func:`prematurity_max_rr_ratio`.
+quantile of that ratio over the training set's S beats (87.5 % for the
+shipped model, chosen on DS1 out of fold: 0.832, so a beat must come about
+17 % early to be called S; the usual clinical definition of prematurity is
+10 % early).  See :func:`prematurity_max_rr_ratio`.
 
 V prematurity rule
 ------------------
@@ -105,8 +106,8 @@ probability to the beat's most probable class of AAMI S, which then becomes
 the most probable class.  Beats the network calls V, F or Q keep their
 label: an abnormal shape is not supraventricular.  The thresholds are low
 quantiles of those ratios over the training set's N beats outside AF-like
-rhythm (0.5 % for the shipped model: each ratio alone is below its
-threshold for 0.5 % of those beats, both for 0.15 %).  See
+rhythm (0.25 % for the shipped model: each ratio alone is below its
+threshold for 0.25 % of those beats, both for 0.1 %).  See
 :func:`early_beat_rule`.
 
 Early-run rule
