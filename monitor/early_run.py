@@ -118,9 +118,10 @@ class EarlyRunRule:
     def for_classifier(cls, classifier: Classifier) -> EarlyRunRule | None:
         """The rule of a classifier's weights file, or None when it has none or it is switched off.
 
-        Its thresholds are the file's early-beat and AF rules' (also when
-        :attr:`~monitor.model.Classifier.early_beat_rule` or ``af_rule`` are
-        set to None to measure them); set
+        Its thresholds are the classifier's early-beat rule's
+        (:attr:`~monitor.model.Classifier.early_beat_rule` and
+        ``early_beat_af_rule``, as set on the object), or the file's where
+        those are set to None to measure the other rules without them; set
         :attr:`~monitor.model.Classifier.early_run_beats` to None to switch
         this rule off.
         """
@@ -130,8 +131,8 @@ class EarlyRunRule:
         meta = classifier.meta
         return cls(
             k,
-            *early_beat_rule(meta),
-            af_rule(meta),
+            *(classifier.early_beat_rule or early_beat_rule(meta)),
+            classifier.early_beat_af_rule or af_rule(meta),
             classifier._pre_long,
             classifier._pre_local,
             classifier._n_group,

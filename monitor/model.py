@@ -782,7 +782,9 @@ class Classifier:
         #: no rule.  Set it to None to measure the model without it (``ecg-eval --no-early-beat-rule``).
         #: It keeps using the file's AF thresholds when :attr:`af_rule` is set to None.
         self.early_beat_rule: tuple[float, float] | None = early_beat_rule(meta)
-        self._early_af = self.af_rule
+        #: The AF thresholds by which the early-beat rule skips AF-like rhythm (the file's; kept when
+        #: :attr:`af_rule` is set to None).
+        self.early_beat_af_rule: tuple[float, float] | None = self.af_rule
         #: Setting of the early-run rule (:mod:`monitor.early_run`, applied per stream after
         #: :meth:`predict_proba`); None: no rule.  Set it to None to measure the model without it
         #: (``ecg-eval --no-early-run-rule``).
@@ -849,6 +851,25 @@ class Classifier:
                 w = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
                 r = torch.from_numpy(rr[i : i + batch_size]).to(self.device)
                 out[i : i + batch_size] = torch.softmax(self.model(w, r) + self.logit_bias, dim=1).cpu().numpy()
+        return self.apply_rules(out, windows, rr, rhythm)
+
+    def apply_rules(self, prob: np.ndarray, windows: np.ndarray, rr: np.ndarray, rhythm: np.ndarray | None = None) -> np.ndarray:
+        """Apply the decision rules to probabilities of the network (in place; returned).
+
+        What :meth:`predict_proba` does after the network: the fusion, AF,
+        prematurity, V prematurity and early-beat rules, in that order, with
+        the thresholds held in this object's attributes at the time of the
+        call (so that other thresholds can be tried on the same network
+        outputs, as ``ecg-bench rules`` does).
+
+        Parameters
+        ----------
+        prob : numpy.ndarray of float32, shape (k, n_classes)
+            Softmax probabilities (with the logit offsets), changed in place.
+        windows, rr, rhythm : numpy.ndarray
+            The beats' featurizer outputs, as for :meth:`predict_proba`.
+        """
+        out = prob
         if self.fusion_max_template_rms is not None and self._f is not None and windows.shape[1] > 1:
             self._fusion_rule(windows, out)
         if self.af_rule is not None and rhythm is not None:
@@ -899,7 +920,7 @@ class Classifier:
         """Move the AAMI-N probability of early beats called N outside AF-like rhythm to their most probable S class (in place)."""
         early = (rr[:, self._pre_long] < self.early_beat_rule[0]) & (rr[:, self._pre_local] < self.early_beat_rule[1])
         called_n = np.isin(prob.argmax(axis=1), self._n_group)
-        rows = np.flatnonzero(called_n & early & ~self._af_like(rhythm, prob.shape[0], self._early_af))
+        rows = np.flatnonzero(called_n & early & ~self._af_like(rhythm, prob.shape[0], self.early_beat_af_rule))
         self._move(prob, rows, self._n_group, self._s_group)
 
     def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:

@@ -40,6 +40,7 @@ from . import ec57
 from .alarm_eval import add_alarms_arguments
 from .bench_gui import add_gui_arguments, main_gui
 from .bench_streams import add_streams_arguments
+from .rule_sweep import add_rules_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_streams_arguments(st)
     a = sub.add_parser("alarms", help="alarm engine vs MIT-BIH rhythm annotations (episode Se, delay, FA/h)")
     add_alarms_arguments(a)
+    ru = sub.add_parser("rules", help="decision rules' settings scored out of fold on DS1 fold networks")
+    add_rules_arguments(ru)
     return p
 
 

@@ -49,7 +49,35 @@ from .metrics import confusion, macro_f1, per_class, roc_auc_ovr, roc_curve
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ec57_table", "evaluate", "main"]
+__all__ = ["ec57_part", "ec57_table", "evaluate", "main"]
+
+
+def ec57_part(record: str, rb: ds.RecordBeats, pred_aami: np.ndarray, match: Any = None) -> dict[str, Any]:
+    """One record's entry of :func:`ec57_table`.
+
+    Parameters
+    ----------
+    record : str
+        Record name.
+    rb : trainer.dataset.RecordBeats
+        The record's detected beats and reference annotations.
+    pred_aami : numpy.ndarray of int
+        AAMI class index given to each detected beat of ``rb`` (every beat,
+        in order).
+    match : trainer.ec57.MatchResult, optional
+        ``match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)``, when already
+        computed (it does not depend on the labels).
+    """
+    from .ec57 import match_beats
+
+    # reference beats with a class; their detection's prediction or -1 (missed)
+    has_cls = np.array([s in SYMBOL_TO_CLASS for s in rb.ref_symbol], dtype=bool)
+    ref_aami = np.array([AAMI_CLASSES.index(CLASS_TO_AAMI[SYMBOL_TO_CLASS[s]]) for s in rb.ref_symbol[has_cls]], np.int64)
+    m = match if match is not None else match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)
+    ref_pred = np.full(rb.ref_sample.size, -1, np.int64)
+    ref_pred[m.ref_matched] = pred_aami[m.test_matched]
+    extra = pred_aami[rb.label == NO_REFERENCE]
+    return {"record": record, "ref_aami": ref_aami, "ref_pred": ref_pred[has_cls], "extra_pred": extra}
 
 
 def ec57_table(parts: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -211,17 +239,7 @@ def evaluate(
                 hit = ix[lab == i][: 6 - len(examples[i])]
                 examples[i].extend(rb.windows[h, 0] for h in hit)
         if protocol != "seed":
-            # reference beats with a class; their detection's prediction or -1 (missed)
-            has_cls = np.array([s in SYMBOL_TO_CLASS for s in rb.ref_symbol], dtype=bool)
-            ref_aami = np.array([AAMI_CLASSES.index(CLASS_TO_AAMI[SYMBOL_TO_CLASS[s]]) for s in rb.ref_symbol[has_cls]], np.int64)
-            # map each reference beat to its detection through the sample of the matched detection
-            ref_pred = np.full(rb.ref_sample.size, -1, np.int64)
-            from .ec57 import match_beats
-
-            m = match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)
-            ref_pred[m.ref_matched] = pred_aami[m.test_matched]
-            extra = pred_aami[rb.label[ix] == NO_REFERENCE]
-            parts.append({"record": r, "ref_aami": ref_aami, "ref_pred": ref_pred[has_cls], "extra_pred": extra})
+            parts.append(ec57_part(r, rb, pred_aami))
     y = np.concatenate(ys)
     p = np.concatenate(ps)
     rec_all = np.concatenate(recs_of)

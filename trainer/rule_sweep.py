@@ -1,0 +1,329 @@
+"""Out-of-fold sweep of the decision rules' settings: ``ecg-bench rules``.
+
+The settings of the decision rules (:mod:`monitor.model`,
+:mod:`monitor.early_run`) are chosen on the training patients alone.  A set
+of fold networks is trained, each on the DS1 records outside one
+patient-wise fold (the folds of ``ecg-train --cv``: :func:`trainer.dataset.val_records`),
+for example for fold 0 of 4 and seed 0::
+
+    ecg-train --config docs/train-shipped.toml --protocol inter --seed 0 --no-cv \\
+        --val-fold none --epochs 20 --records "TRAIN,...;FOLD,..." --out runs/f0s0
+
+Each network is scored on the fold it did not see, with every rule's
+threshold computed from that network's own training records, and the EC57
+table (:func:`trainer.evaluate.ec57_table`) is pooled over the folds, once
+per seed, and once for the ensemble of the seeds of each fold (the mean of
+their probabilities, as :class:`monitor.model.Ensemble` gives).  Each
+network runs once; the rules are applied to its outputs for every setting of
+the grid (:meth:`monitor.model.Classifier.apply_rules`), which gives what
+``ecg-eval`` gives for the same weights and records.
+
+Settings (``--grid NAME=V1,V2,...``; those not given keep the value of the
+training settings, ``--config``):
+
+``V_offset``
+    Logit offset of class V (``[logit_offsets] V``).
+``v_prematurity_quantile``, ``prematurity_quantile``, ``early_beat_quantile``
+    The rules' quantiles (0: no rule).
+``max_regular``
+    The AF rule's ``max_regular`` (``[af_rule]``; ``min_irregular`` is kept).
+``early_run_quantile``
+    The early-run rule's own threshold quantile (0: the early-beat threshold).
+``early_run_beats``
+    The early-run rule's bound in beats (0: no early-run rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from monitor.labels import AAMI_CLASSES, CLASSES, labels_to_aami
+from replay.errors import ConfigError
+
+from . import dataset as ds
+from .evaluate import ec57_part, ec57_table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SETTINGS", "FoldNetworks", "add_rules_arguments", "fold_networks", "parse_grid", "sweep_rules"]
+
+#: The settings a sweep can vary, in the order they are reported.
+SETTINGS: tuple[str, ...] = (
+    "V_offset", "v_prematurity_quantile", "prematurity_quantile", "max_regular",
+    "early_beat_quantile", "early_run_quantile", "early_run_beats",
+)  # fmt: skip
+
+
+@dataclass
+class FoldNetworks:
+    """The networks trained without one fold, and that fold's records."""
+
+    fold: int
+    records: list[str]
+    weights: list[Path]
+
+
+def parse_grid(items: Sequence[str], base: dict[str, Any]) -> dict[str, list[float]]:
+    """Grid of settings from ``NAME=V1,V2,...`` items; every other setting keeps its value in ``base``.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown name, a repeated name, or a value that is not a
+        number in the setting's range.
+    """
+    grid = {name: [base[name]] for name in SETTINGS}
+    seen: set[str] = set()
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SETTINGS:
+            raise ConfigError(f"--grid takes NAME=V1,V2,... with NAME one of {', '.join(SETTINGS)}; got {item!r}")
+        if name in seen:
+            raise ConfigError(f"--grid {name} given twice")
+        seen.add(name)
+        try:
+            vals = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--grid {name}: values must be numbers, got {values!r}") from None
+        if not vals or not all(math.isfinite(v) for v in vals):
+            raise ConfigError(f"--grid {name}: give one or more finite numbers, got {values!r}")
+        for v in vals:
+            if name.endswith("_quantile") and not 0 <= v < 0.5:
+                raise ConfigError(f"--grid {name}: quantiles must be in [0, 0.5), got {v:g}")
+            if name == "max_regular" and not 0 < v <= 1:
+                raise ConfigError(f"--grid max_regular: values must be in (0, 1], got {v:g}")
+            if name == "early_run_beats" and (v != int(v) or not 0 <= v <= 1000):
+                raise ConfigError(f"--grid early_run_beats: values must be whole numbers from 0 to 1000, got {v:g}")
+        grid[name] = vals
+    return grid
+
+
+def fold_networks(pattern: str, folds: int, seeds: Sequence[int], data: dict[str, ds.RecordBeats]) -> list[FoldNetworks]:
+    """The fold networks named by ``pattern`` (with ``{fold}`` and ``{seed}``) over the DS1 folds of ``ecg-train --cv``."""
+    if "{fold}" not in pattern:
+        raise ConfigError(f"--weights must name the fold networks with {{fold}} (and {{seed}}), got {pattern!r}")
+    if len(seeds) > 1 and "{seed}" not in pattern:
+        raise ConfigError(f"--weights must contain {{seed}} when several seeds are given, got {pattern!r}")
+    return [
+        FoldNetworks(k, ds.val_records(ds.DS1, data, folds, k), [Path(pattern.format(fold=k, seed=s)) for s in seeds])
+        for k in range(folds)
+    ]
+
+
+def _thresholds(data, train_recs: list[str], rr_names, min_irregular: float, grid: dict[str, list[float]], fusion_q: float):
+    """Every rule threshold the grid needs, from the training records' beats."""
+    from .train import early_beat_thresholds, fusion_threshold, prematurity_threshold
+
+    split = ds.make_split("inter", data, seed=0, val_fold=None, train_records=train_recs, test_records=())
+    wt, rt, yt, _ = ds.stack(data, split.train)
+    ht = ds.stack_rhythm(data, split.train)
+    th: dict[Any, Any] = {"fusion": fusion_threshold(wt, yt, fusion_q)["max_template_rms"] if fusion_q else None}
+    for q in grid["prematurity_quantile"]:
+        th["S", q] = prematurity_threshold(rt, yt, rr_names, q)["max_rr_ratio"] if q else None
+    for q in grid["v_prematurity_quantile"]:
+        th["V", q] = prematurity_threshold(rt, yt, rr_names, q, aami="V")["max_rr_ratio"] if q else None
+    for mr in grid["max_regular"]:
+        af = {"min_irregular": min_irregular, "max_regular": mr}
+        for q in set(grid["early_beat_quantile"]) | set(grid["early_run_quantile"]):
+            if q:
+                t = early_beat_thresholds(rt, yt, ht, rr_names, af, q)
+                th["early", mr, q] = (t["max_pre_long"], t["max_pre_local"])
+    return th
+
+
+def _softmax_log(p: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    z = np.log(np.maximum(p, 1e-12)) + bias
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def sweep_rules(
+    folds: list[FoldNetworks],
+    grid: dict[str, list[float]],
+    *,
+    data: dict[str, ds.RecordBeats],
+    min_irregular: float = 0.1,
+    fusion_quantile: float = 0.01,
+    criterion: str = "S",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Score every setting of ``grid`` out of fold; one row per setting, best ``criterion`` F1 first.
+
+    Parameters
+    ----------
+    folds : list of FoldNetworks
+        The held-out records of each fold and the networks trained without
+        them (the same number of networks, one per seed, for each fold).
+    grid : dict
+        Values of each setting of :data:`SETTINGS` (:func:`parse_grid`).
+    data : dict
+        Built beats (:func:`trainer.dataset.build_dataset`) of every record
+        of the folds, with the networks' featurizer settings.
+    min_irregular : float
+        The AF rule's ``min_irregular``.
+    fusion_quantile : float
+        Quantile of the fusion rule (0: none).
+    criterion : {"N", "S", "V", "F"}
+        AAMI class whose EC57 F1 orders the rows.
+
+    Returns
+    -------
+    list of dict
+        Per setting: the settings, then for the mean of the seeds' single
+        networks and for the ensembles: the criterion's F1, Se and +P, and
+        N Se (fractions).
+    """
+    from tqdm import tqdm
+
+    from monitor.early_run import EarlyRunRule
+    from monitor.model import Classifier, load_model
+
+    from .ec57 import match_beats
+
+    if criterion not in AAMI_CLASSES[:4]:
+        raise ConfigError(f"criterion must be one of N, S, V, F, got {criterion!r}")
+    n_seeds = {len(f.weights) for f in folds}
+    if len(n_seeds) != 1 or not n_seeds.pop():
+        raise ConfigError("every fold needs the same number (at least one) of networks")
+    all_recs = [r for f in folds for r in f.records]
+    settings = list(itertools.product(*(grid[name] for name in SETTINGS)))
+    parts: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    v = CLASSES.index("V")
+    for fold in tqdm(folds, desc="folds", unit="fold", disable=not progress):
+        train_recs = [r for r in all_recs if r not in fold.records]
+        clfs = []
+        for w in fold.weights:
+            model, meta = load_model(w)
+            if tuple(meta["classes"]) != CLASSES:
+                raise ConfigError(f"{w}: model classes {meta['classes']} differ from {CLASSES}")
+            if not {"pre_long", "pre_local"} <= set(meta["rr_names"]):
+                raise ConfigError(f"{w}: the rules need the pre_long and pre_local RR features")
+            clfs.append(Classifier(model, meta))
+        c = clfs[0]
+        th = _thresholds(data, train_recs, list(c.meta["rr_names"]), min_irregular, grid, fusion_quantile)
+        base_bias = c.logit_bias.cpu().numpy().astype(np.float64)  # the other classes' offsets are kept
+        for clf in clfs:
+            clf.logit_bias.zero_()  # the offsets are applied below, per setting
+        for r in fold.records:
+            rb = data[r]
+            raw = []
+            for clf in clfs:  # the network alone: no offset, no rule
+                clf.fusion_max_template_rms = clf.af_rule = clf.prematurity_max_rr_ratio = None
+                clf.v_prematurity_max_rr_ratio = clf.early_beat_rule = None
+                raw.append(clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm))
+            match = match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)
+            members = [(f"s{i}", p) for i, p in enumerate(raw)] + [("ensemble", np.mean(raw, axis=0))]
+            for setting in settings:
+                s = dict(zip(SETTINGS, setting))
+                bias = base_bias.copy()
+                bias[v] = s["V_offset"]
+                c.fusion_max_template_rms = th["fusion"]
+                c.af_rule = c.early_beat_af_rule = (min_irregular, s["max_regular"])
+                c.prematurity_max_rr_ratio = th["S", s["prematurity_quantile"]]
+                c.v_prematurity_max_rr_ratio = th["V", s["v_prematurity_quantile"]]
+                eq = s["early_beat_quantile"]
+                c.early_beat_rule = th["early", s["max_regular"], eq] if eq else None
+                k = int(s["early_run_beats"])
+                c.early_run_beats = k if (k and eq) else None
+                rq = s["early_run_quantile"]
+                c.early_run_max_pre_long = th["early", s["max_regular"], rq][0] if rq else None
+                runs = EarlyRunRule.for_classifier(c)
+                for who, p0 in members:
+                    p = c.apply_rules(_softmax_log(p0, bias), rb.windows, rb.rr, rb.rhythm)
+                    if runs is not None:
+                        runs.reset()
+                        runs.process(p, rb.rr, rb.rhythm)
+                    parts.setdefault((setting, who), []).append(ec57_part(r, rb, labels_to_aami(p.argmax(1)), match))
+    rows = []
+    seeds = [f"s{i}" for i in range(len(folds[0].weights))]
+    for setting in settings:
+        singles = [ec57_table(parts[setting, who]) for who in seeds]
+        ens = ec57_table(parts[setting, "ensemble"])
+        row: dict[str, Any] = dict(zip(SETTINGS, setting))
+        row["early_run_beats"] = int(row["early_run_beats"])
+        row.update({
+            "f1": float(np.mean([_f1(t[criterion]) for t in singles])),
+            "se": float(np.mean([t[criterion]["se"] for t in singles])),
+            "ppv": float(np.mean([t[criterion]["ppv"] for t in singles])),
+            "N_se": float(np.mean([t["N"]["se"] for t in singles])),
+            "ensemble_f1": _f1(ens[criterion]), "ensemble_se": ens[criterion]["se"],
+            "ensemble_ppv": ens[criterion]["ppv"], "ensemble_N_se": ens["N"]["se"],
+        })  # fmt: skip
+        rows.append(row)
+    rows.sort(key=lambda x: -x["f1"] if math.isfinite(x["f1"]) else math.inf)
+    return rows
+
+
+def _f1(cls: dict[str, Any]) -> float:
+    """F1 of Se and +P (nan where either is undefined, 0 where both are 0)."""
+    se, ppv = cls["se"], cls["ppv"]
+    if not (math.isfinite(se) and math.isfinite(ppv)):
+        return float("nan")
+    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
+
+
+def main_rules(args: argparse.Namespace) -> int:
+    """``ecg-bench rules``: print the best settings and write every row to ``--out``."""
+    from .train import TrainConfig, load_config_file
+
+    cfg = TrainConfig(**load_config_file(args.config)).validate() if args.config else TrainConfig().validate()
+    af = dict(cfg.af_rule) or {"min_irregular": 0.1, "max_regular": 0.6}
+    base = {
+        "V_offset": float(cfg.logit_offsets.get("V", 0.0)), "v_prematurity_quantile": cfg.v_prematurity_quantile,
+        "prematurity_quantile": cfg.prematurity_quantile, "max_regular": float(af["max_regular"]),
+        "early_beat_quantile": cfg.early_beat_quantile, "early_run_quantile": cfg.early_run_quantile,
+        "early_run_beats": cfg.early_run_beats,
+    }  # fmt: skip
+    grid = parse_grid(args.grid or [], base)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    from monitor.model import load_model
+
+    fz = dict(load_model(args.weights.format(fold=0, seed=seeds[0] if seeds else 0))[1]["featurizer"])
+    data = ds.build_dataset(ds.DS1, args.data_dir, fz, cache=args.cache, progress=not args.no_progress)
+    folds = fold_networks(args.weights, args.folds, seeds, data)
+    n = math.prod(len(v) for v in grid.values())
+    print(f"{n} setting(s) x {len(folds)} folds x {len(seeds)} seed(s); criterion: EC57 {args.criterion} F1 "
+          f"out of fold, pooled over the {sum(len(f.records) for f in folds)} DS1 records (mean of the seeds; ensemble)")
+    rows = sweep_rules(folds, grid, data=data, min_irregular=float(af["min_irregular"]),
+                       fusion_quantile=cfg.fusion_quantile, criterion=args.criterion, progress=not args.no_progress)
+    head = " ".join(f"{name:>22}" for name in SETTINGS)
+    c = args.criterion
+    print(f"{head} {c + ' F1':>7} {c + ' Se':>6} {c + ' +P':>6} {'N Se':>6} {'ens F1':>7}")
+    for row in rows[: args.top]:
+        vals = " ".join(f"{row[name]:>22g}" for name in SETTINGS)
+        print(f"{vals} {row['f1']:7.4f} {100 * row['se']:6.1f} {100 * row['ppv']:6.1f} {100 * row['N_se']:6.2f} {row['ensemble_f1']:7.4f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+        print(f"every setting: {args.out}")
+    return 0
+
+
+def add_rules_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``ecg-bench rules``."""
+    parser.add_argument("--weights", required=True, metavar="PATTERN",
+                        help="fold networks, e.g. runs/f{fold}s{seed}/model.pt (trained without fold {fold})")
+    parser.add_argument("--folds", type=int, default=4, help="patient-wise DS1 folds, as ecg-train --val-folds (default 4)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds of the pattern (default 0)")
+    parser.add_argument("--config", default=None, help="training settings whose rule settings are the defaults "
+                        "(e.g. docs/train-shipped.toml)")
+    parser.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                        help=f"values to try for one setting (repeatable): {', '.join(SETTINGS)}")
+    parser.add_argument("--criterion", default="S", choices=("N", "S", "V", "F"),
+                        help="AAMI class whose EC57 F1 is maximised (default S)")
+    parser.add_argument("--top", type=int, default=10, help="rows printed (default 10)")
+    parser.add_argument("--out", default=None, metavar="FILE", help="write every setting's row as JSON")
+    parser.add_argument("--data-dir", default=None, metavar="DIR")
+    parser.add_argument("--cache", default=None, help="dataset cache directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=main_rules)
