@@ -578,11 +578,16 @@ def prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
         When the entry is not a positive finite number, or the model has no
         ``pre_long`` RR feature or no class of AAMI S.
     """
-    raw = _positive_entry(meta, "prematurity_max_rr_ratio")
+    return _pre_long_threshold(meta, "prematurity_max_rr_ratio", {"S"}, "a class of AAMI S")
+
+
+def _pre_long_threshold(meta: dict[str, Any], key: str, groups: set[str], needs: str) -> float | None:
+    """A positive threshold on the ``pre_long`` ratio, for a model with that feature and classes of ``groups``."""
+    raw = _positive_entry(meta, key)
     if raw is None:
         return None
-    if "pre_long" not in meta["rr_names"] or "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
-        raise ConfigError("metadata 'prematurity_max_rr_ratio' needs the pre_long RR feature and a class of AAMI S")
+    if "pre_long" not in meta["rr_names"] or not groups <= {CLASS_TO_AAMI.get(c) for c in meta["classes"]}:
+        raise ConfigError(f"metadata '{key}' needs the pre_long RR feature and {needs}")
     return float(raw)
 
 
@@ -601,13 +606,7 @@ def v_prematurity_max_rr_ratio(meta: dict[str, Any]) -> float | None:
         When the entry is not a positive finite number, or the model lacks
         the ``pre_long`` RR feature or a class of AAMI V or N.
     """
-    raw = _positive_entry(meta, "v_prematurity_max_rr_ratio")
-    if raw is None:
-        return None
-    groups = {CLASS_TO_AAMI.get(c) for c in meta["classes"]}
-    if "pre_long" not in meta["rr_names"] or not {"V", "N"} <= groups:
-        raise ConfigError("metadata 'v_prematurity_max_rr_ratio' needs the pre_long RR feature and classes of AAMI V and N")
-    return float(raw)
+    return _pre_long_threshold(meta, "v_prematurity_max_rr_ratio", {"V", "N"}, "classes of AAMI V and N")
 
 
 def early_beat_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
@@ -840,6 +839,16 @@ class Classifier:
         """
         windows = np.asarray(windows, dtype=np.float32)
         rr = np.asarray(rr, dtype=np.float32)
+        return self.apply_rules(self.network_proba(windows, rr, batch_size), windows, rr, rhythm)
+
+    def network_proba(self, windows: np.ndarray, rr: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """The network's probabilities: the softmax of the logits plus :attr:`logit_bias`, before any rule.
+
+        Shapes as for :meth:`predict_proba`, which is this followed by
+        :meth:`apply_rules`.
+        """
+        windows = np.asarray(windows, dtype=np.float32)
+        rr = np.asarray(rr, dtype=np.float32)
         if windows.ndim != 3 or windows.shape[1:] != self.input_shape:
             raise ConfigError(f"windows must have shape (k, {self.input_shape[0]}, {self.input_shape[1]}), got {windows.shape}")
         if rr.shape != (windows.shape[0], self.n_rr):
@@ -851,7 +860,7 @@ class Classifier:
                 w = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
                 r = torch.from_numpy(rr[i : i + batch_size]).to(self.device)
                 out[i : i + batch_size] = torch.softmax(self.model(w, r) + self.logit_bias, dim=1).cpu().numpy()
-        return self.apply_rules(out, windows, rr, rhythm)
+        return out
 
     def apply_rules(self, prob: np.ndarray, windows: np.ndarray, rr: np.ndarray, rhythm: np.ndarray | None = None) -> np.ndarray:
         """Apply the decision rules to probabilities of the network (in place; returned).
@@ -894,10 +903,10 @@ class Classifier:
         """Give the probability of classes ``cols`` of beats ``rows`` to each beat's most probable AAMI-N class (in place)."""
         self._move(prob, rows, cols, self._n_group)
 
-    def _move_s_to_n(self, prob: np.ndarray, where: np.ndarray) -> None:
-        """Give the S probability of the beats that are called S and ``where`` is true to their most probable AAMI-N class (in place)."""
-        called_s = np.isin(prob.argmax(axis=1), self._s_group)
-        self._move_to_n(prob, np.flatnonzero(called_s & where), self._s_group)
+    def _move_called_to_n(self, prob: np.ndarray, where: np.ndarray, group: np.ndarray) -> None:
+        """Give the ``group`` probability of the beats called a class of ``group`` where ``where`` is true to their most probable AAMI-N class (in place)."""
+        called = np.isin(prob.argmax(axis=1), group)
+        self._move_to_n(prob, np.flatnonzero(called & where), group)
 
     def _fusion_rule(self, windows: np.ndarray, prob: np.ndarray) -> None:
         """Move the F probability of beats that match their template to their most probable AAMI-N class (in place)."""
@@ -914,7 +923,7 @@ class Classifier:
 
     def _af_rule(self, rhythm: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S in an AF-like rhythm to their most probable AAMI-N class (in place)."""
-        self._move_s_to_n(prob, self._af_like(rhythm, prob.shape[0], self.af_rule))
+        self._move_called_to_n(prob, self._af_like(rhythm, prob.shape[0], self.af_rule), self._s_group)
 
     def _early_beat_rule(self, rr: np.ndarray, rhythm: np.ndarray, prob: np.ndarray) -> None:
         """Move the AAMI-N probability of early beats called N outside AF-like rhythm to their most probable S class (in place)."""
@@ -925,13 +934,11 @@ class Classifier:
 
     def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S that do not come early to their most probable AAMI-N class (in place)."""
-        self._move_s_to_n(prob, rr[:, self._pre_long] >= self.prematurity_max_rr_ratio)
+        self._move_called_to_n(prob, rr[:, self._pre_long] >= self.prematurity_max_rr_ratio, self._s_group)
 
     def _v_prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
         """Move the V probability of beats called V that do not come early to their most probable AAMI-N class (in place)."""
-        called_v = np.isin(prob.argmax(axis=1), self._v_group)
-        late = rr[:, self._pre_long] >= self.v_prematurity_max_rr_ratio
-        self._move_to_n(prob, np.flatnonzero(called_v & late), self._v_group)
+        self._move_called_to_n(prob, rr[:, self._pre_long] >= self.v_prematurity_max_rr_ratio, self._v_group)
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> list[str]:
         """Return the most probable class name of each beat."""

@@ -49,10 +49,24 @@ from .metrics import confusion, macro_f1, per_class, roc_auc_ovr, roc_curve
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ec57_part", "ec57_table", "evaluate", "main"]
+__all__ = ["ec57_part", "ec57_reference", "ec57_table", "evaluate", "main"]
 
 
-def ec57_part(record: str, rb: ds.RecordBeats, pred_aami: np.ndarray, match: Any = None) -> dict[str, Any]:
+def ec57_reference(rb: ds.RecordBeats) -> dict[str, Any]:
+    """What :func:`ec57_part` needs of a record besides the labels: its classed reference beats and their match.
+
+    Computed once per record; it does not depend on the classifier.
+    """
+    from .ec57 import match_beats
+
+    # reference beats with a class; each is scored by its matched detection's label, or missed
+    has_cls = np.array([s in SYMBOL_TO_CLASS for s in rb.ref_symbol], dtype=bool)
+    ref_aami = np.array([AAMI_CLASSES.index(CLASS_TO_AAMI[SYMBOL_TO_CLASS[s]]) for s in rb.ref_symbol[has_cls]], np.int64)
+    return {"has_cls": has_cls, "ref_aami": ref_aami, "match": match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15),
+            "n_ref": rb.ref_sample.size, "extra": rb.label == NO_REFERENCE}  # fmt: skip
+
+
+def ec57_part(record: str, rb: ds.RecordBeats, pred_aami: np.ndarray, ref: dict[str, Any] | None = None) -> dict[str, Any]:
     """One record's entry of :func:`ec57_table`.
 
     Parameters
@@ -64,20 +78,14 @@ def ec57_part(record: str, rb: ds.RecordBeats, pred_aami: np.ndarray, match: Any
     pred_aami : numpy.ndarray of int
         AAMI class index given to each detected beat of ``rb`` (every beat,
         in order).
-    match : trainer.ec57.MatchResult, optional
-        ``match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)``, when already
-        computed (it does not depend on the labels).
+    ref : dict, optional
+        :func:`ec57_reference` of ``rb``, when already computed.
     """
-    from .ec57 import match_beats
-
-    # reference beats with a class; their detection's prediction or -1 (missed)
-    has_cls = np.array([s in SYMBOL_TO_CLASS for s in rb.ref_symbol], dtype=bool)
-    ref_aami = np.array([AAMI_CLASSES.index(CLASS_TO_AAMI[SYMBOL_TO_CLASS[s]]) for s in rb.ref_symbol[has_cls]], np.int64)
-    m = match if match is not None else match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)
-    ref_pred = np.full(rb.ref_sample.size, -1, np.int64)
+    ref = ref if ref is not None else ec57_reference(rb)
+    m = ref["match"]
+    ref_pred = np.full(ref["n_ref"], -1, np.int64)
     ref_pred[m.ref_matched] = pred_aami[m.test_matched]
-    extra = pred_aami[rb.label == NO_REFERENCE]
-    return {"record": record, "ref_aami": ref_aami, "ref_pred": ref_pred[has_cls], "extra_pred": extra}
+    return {"record": record, "ref_aami": ref["ref_aami"], "ref_pred": ref_pred[ref["has_cls"]], "extra_pred": pred_aami[ref["extra"]]}
 
 
 def ec57_table(parts: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> dict[str, Any]:

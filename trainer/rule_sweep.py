@@ -50,7 +50,7 @@ from monitor.labels import AAMI_CLASSES, CLASSES, labels_to_aami
 from replay.errors import ConfigError
 
 from . import dataset as ds
-from .evaluate import ec57_part, ec57_table
+from .evaluate import ec57_part, ec57_reference, ec57_table
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +141,11 @@ def _thresholds(data, train_recs: list[str], rr_names, min_irregular: float, gri
     return th
 
 
-def _softmax_log(p: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    z = np.log(np.maximum(p, 1e-12)) + bias
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+def _with_offsets(p: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Probabilities ``p`` with logit offsets ``bias`` added (what the weights' ``logit_bias`` does)."""
+    from scipy.special import softmax
+
+    return softmax(np.log(np.maximum(p, 1e-12)) + bias, axis=1).astype(np.float32)
 
 
 def sweep_rules(
@@ -189,8 +189,6 @@ def sweep_rules(
     from monitor.early_run import EarlyRunRule
     from monitor.model import Classifier, load_model
 
-    from .ec57 import match_beats
-
     if criterion not in AAMI_CLASSES[:4]:
         raise ConfigError(f"criterion must be one of N, S, V, F, got {criterion!r}")
     n_seeds = {len(f.weights) for f in folds}
@@ -217,12 +215,8 @@ def sweep_rules(
             clf.logit_bias.zero_()  # the offsets are applied below, per setting
         for r in fold.records:
             rb = data[r]
-            raw = []
-            for clf in clfs:  # the network alone: no offset, no rule
-                clf.fusion_max_template_rms = clf.af_rule = clf.prematurity_max_rr_ratio = None
-                clf.v_prematurity_max_rr_ratio = clf.early_beat_rule = None
-                raw.append(clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm))
-            match = match_beats(rb.ref_sample, rb.sample, rb.fs, 0.15)
+            raw = [clf.network_proba(rb.windows, rb.rr) for clf in clfs]  # no offset, no rule
+            ref = ec57_reference(rb)
             members = [(f"s{i}", p) for i, p in enumerate(raw)] + [("ensemble", np.mean(raw, axis=0))]
             for setting in settings:
                 s = dict(zip(SETTINGS, setting))
@@ -240,11 +234,11 @@ def sweep_rules(
                 c.early_run_max_pre_long = th["early", s["max_regular"], rq][0] if rq else None
                 runs = EarlyRunRule.for_classifier(c)
                 for who, p0 in members:
-                    p = c.apply_rules(_softmax_log(p0, bias), rb.windows, rb.rr, rb.rhythm)
+                    p = c.apply_rules(_with_offsets(p0, bias), rb.windows, rb.rr, rb.rhythm)
                     if runs is not None:
                         runs.reset()
                         runs.process(p, rb.rr, rb.rhythm)
-                    parts.setdefault((setting, who), []).append(ec57_part(r, rb, labels_to_aami(p.argmax(1)), match))
+                    parts.setdefault((setting, who), []).append(ec57_part(r, rb, labels_to_aami(p.argmax(1)), ref))
     rows = []
     seeds = [f"s{i}" for i in range(len(folds[0].weights))]
     for setting in settings:
