@@ -109,9 +109,9 @@ def test_grid_and_fold_arguments_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="given twice"):
         parse_grid(["max_regular=0.5", "max_regular=0.6"], BASE)
     with pytest.raises(ConfigError, match=r"\{fold\}"):
-        fold_networks("runs/model.pt", 4, [0], {})
+        fold_networks("runs/model.pt", 4, [0])
     with pytest.raises(ConfigError, match=r"\{seed\}"):
-        fold_networks("runs/f{fold}.pt", 4, [0, 1], {})
+        fold_networks("runs/f{fold}.pt", 4, [0, 1])
     with pytest.raises(ConfigError, match="criterion"):
         sweep_rules([FoldNetworks(0, ["100"], [tmp_path / "x.pt"])], parse_grid([], BASE), data={}, criterion="Q")
 
@@ -122,3 +122,100 @@ def test_bench_rules_cli_reports_bad_input_in_one_line(mitdb, tmp_path, capsys):
     assert bench.main(args) == 2  # no such weights file
     err = capsys.readouterr().err
     assert "NAME one of" in err and "no such model weights file" in err and "Traceback" not in err
+
+
+def _fold_net(tmp_path, name, train, test, **fz):
+    """A copy of the shipped network whose metadata says it was trained on ``train`` and held out ``test``."""
+    from monitor.model import load_model, save_weights
+    from monitor.resources import asset
+
+    model, meta = load_model(asset("model.pt"))
+    meta = {**meta, "training": {**meta["training"], "train_records": train, "test_records": test}}
+    meta["featurizer"] = {**meta["featurizer"], **fz}
+    return save_weights(tmp_path / f"{name}.pt", model, meta)
+
+
+def test_fold_networks_refuse_networks_that_saw_their_fold(tmp_path):
+    a, b = ["209", "119"], ["118", "208"]
+    _fold_net(tmp_path, "f0s0", b, a)
+    _fold_net(tmp_path, "f1s0", a, b)
+    folds = fold_networks(str(tmp_path / "f{fold}s{seed}.pt"), 2, [0])
+    assert [(f.fold, f.records) for f in folds] == [(0, a), (1, b)]
+    cases = {
+        "own fold": (a + b, b),  # fold 1's network trained on every record
+        "not on the other folds": (a[:1], b),  # ... or on fewer than the other folds' records
+        "overlap": (a, a),  # two folds hold out the same records
+    }
+    for match, (train, test) in cases.items():
+        _fold_net(tmp_path, "f1s0", train, test)
+        with pytest.raises(ConfigError, match=match):
+            fold_networks(str(tmp_path / "f{fold}s{seed}.pt"), 2, [0])
+    _fold_net(tmp_path, "f1s0", a, b)
+    _fold_net(tmp_path, "f0s1", b, a[:1])
+    _fold_net(tmp_path, "f1s1", a, b)
+    with pytest.raises(ConfigError, match="same fold 0"):
+        fold_networks(str(tmp_path / "f{fold}s{seed}.pt"), 2, [0, 1])
+    _fold_net(tmp_path, "f0s1", b, a, template_beats=8)
+    with pytest.raises(ConfigError, match="featurizer settings differ"):
+        fold_networks(str(tmp_path / "f{fold}s{seed}.pt"), 2, [0, 1])
+    with pytest.raises(ConfigError, match="no such model weights file"):
+        fold_networks(str(tmp_path / "f{fold}s{seed}.pt"), 3, [0])
+
+
+def test_ecg_train_fold_networks_trains_each_fold_without_its_records(mitdb, tmp_path):
+    from monitor.model import load_model
+    from trainer.train import TrainConfig
+
+    recs = ["118", "119", "208", "209"]
+    common = ["--protocol", "inter", "--duration", DURATION, "--epochs", "1", "--val-folds", "2", "--seed", "3",
+              "--data-dir", str(mitdb), "--cache", str(tmp_path / "cache"), "--threads", "1", "--no-progress"]  # fmt: skip
+    out = tmp_path / "folds"
+    assert train_cli.main([*common, "--records", ",".join(recs) + ";100", "--fold-networks", "--out", str(out)]) == 0
+    info = json.loads((out / "folds.json").read_text())
+    held = [f["held_out"] for f in info["folds"]]
+    assert sorted(r for h in held for r in h) == recs and all(h for h in held)
+    data = ds.build_dataset(recs, mitdb, TrainConfig().featurizer, cache=tmp_path / "cache", progress=False, duration_s=float(DURATION))
+    assert held == [ds.val_records(recs, data, 2, k) for k in range(2)]  # the folds of --cv
+    folds = fold_networks(str(out / "fold-{fold}" / "model.pt"), 2, [0])
+    assert [f.records for f in folds] == held
+    for f in folds:
+        meta = load_model(f.weights[0])[1]["training"]
+        assert set(meta["train_records"]) == set(recs) - set(f.records) and meta["test_records"] == f.records
+        assert meta["best_epoch"] == 1 and meta["val_records"] == []  # no validation, no epoch chosen
+    # fold 0 is the same run as --val-fold none --records "OTHERS;FOLD"
+    others = [r for r in recs if r not in held[0]]
+    by_hand = tmp_path / "by-hand"
+    assert train_cli.main([*common, "--val-fold", "none", "--records", f"{','.join(others)};{','.join(held[0])}",
+                           "--out", str(by_hand)]) == 0  # fmt: skip
+    a = load_model(out / "fold-0" / "model.pt")[0].state_dict()
+    b = load_model(by_hand / "model.pt")[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # ecg-bench rules on them gives what sweep_rules gives
+    rows = sweep_rules(folds, parse_grid(["early_run_beats=0,10"], BASE), data=data, fusion_quantile=0.0, progress=False)
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular"))
+                   + "[logit_offsets]\nV = -0.25\n[af_rule]\nmin_irregular = 0.1\nmax_regular = 0.6\n")
+    js = tmp_path / "rows.json"
+    assert bench.main(["rules", "--weights", str(out / "fold-{fold}" / "model.pt"), "--folds", "2", "--config", str(cfg),
+                       "--grid", "early_run_beats=0,10", "--duration", DURATION, "--data-dir", str(mitdb),
+                       "--cache", str(tmp_path / "cache"), "--out", str(js), "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(js.read_text()) == json.loads(json.dumps(rows))
+    # --resume keeps finished folds
+    before = (out / "fold-1" / "model.pt").stat().st_mtime_ns
+    assert train_cli.main([*common, "--records", ",".join(recs) + ";100", "--fold-networks", "--out", str(out), "--resume"]) == 0
+    assert (out / "fold-1" / "model.pt").stat().st_mtime_ns == before
+
+
+def test_fold_networks_setting_is_checked(tmp_path, capsys):
+    from trainer.train import TrainConfig
+
+    for kw, match in [
+        ({"cv": True}, "--no-cv"), ({"protocol": "seed"}, "seed protocol"), ({"val_folds": 1}, "val_folds >= 2"),
+        ({"weights_out": "x.pt"}, "weights_out"), ({"fold_networks": "yes"}, "true or false"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(fold_networks=kw.pop("fold_networks", True), **kw).validate()
+    assert train_cli.main(["--fold-networks", "--cv", "--out", str(tmp_path)]) == 2
+    assert train_cli.main(["--fold-networks", "--add-rules", str(tmp_path / "w.pt"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--no-cv" in err and "does not go with --add-rules" in err and "Traceback" not in err

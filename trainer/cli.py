@@ -28,7 +28,7 @@ _FIELDS = (
     "protocol", "data_dir", "out", "weights_out", "epochs", "batch_size", "lr", "step_size", "gamma",
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
-    "calibrate", "augment_stretch", "ensemble", "class_weight_scale", "fusion_quantile",
+    "calibrate", "augment_stretch", "ensemble", "fold_networks", "class_weight_scale", "fusion_quantile",
     "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile", "logit_offsets",
 )  # fmt: skip
 
@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=d,
                    help="with --cv: ship the VAL_FOLDS fold models and the final model as one ensemble (mean of their "
                    "probabilities; about VAL_FOLDS + 1 times the classification cost)")
+    p.add_argument("--fold-networks", action=argparse.BooleanOptionalAction, default=d,
+                   help="train the fold networks of ecg-bench rules instead of one model: for each of VAL_FOLDS patient-wise "
+                   "folds of the training records, a network on the other folds' records for exactly --epochs epochs, no "
+                   "validation, in OUT/fold-K/model.pt (needs --no-cv)")
     p.add_argument("--threads", type=int, default=d, help="torch CPU threads (default: half the CPU cores, 1 to 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d, help="training device (default auto: GPU if present)")
     p.add_argument("--duration", dest="duration_s", type=float, default=d, help="use only the first SECONDS of each record (quick runs)")
@@ -174,6 +178,18 @@ def main(argv: list[str] | None = None) -> int:
             from replay.errors import ConfigError
 
             raise ConfigError("--add-rules and --combine do not go together: --combine stores the settings' rules itself")
+        if cfg.fold_networks and (args.combine or args.add_rules):
+            from replay.errors import ConfigError
+
+            raise ConfigError("--fold-networks trains networks; it does not go with --add-rules or --combine")
+        if cfg.fold_networks:
+            from .train import train_fold_networks
+
+            command = ["ecg-train", *(sys.argv[1:] if argv is None else argv)]
+            for w in train_fold_networks(cfg, argv=command, resume=args.resume):
+                print(f"weights: {w}")
+            print(f"fold networks: {cfg.out}/fold-{{fold}}/model.pt (for ecg-bench rules --weights; {cfg.out}/folds.json)")
+            return 0
         if args.combine:
             from pathlib import Path
 

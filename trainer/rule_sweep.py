@@ -4,10 +4,16 @@ The settings of the decision rules (:mod:`monitor.model`,
 :mod:`monitor.early_run`) are chosen on the training patients alone.  A set
 of fold networks is trained, each on the DS1 records outside one
 patient-wise fold (the folds of ``ecg-train --cv``: :func:`trainer.dataset.val_records`),
-for example for fold 0 of 4 and seed 0::
+for example the four folds of seed 0::
 
     ecg-train --config docs/train-shipped.toml --protocol inter --seed 0 --no-cv \\
-        --val-fold none --epochs 20 --records "TRAIN,...;FOLD,..." --out runs/f0s0
+        --epochs 20 --fold-networks --out runs/folds-s0
+
+which writes ``runs/folds-s0/fold-K/model.pt`` (:func:`trainer.train.train_fold_networks`;
+the same run as ``--val-fold none --records "OTHERS,...;FOLD,..."`` for each
+fold).  Each network's held-out records are read from its weights
+(``test_records``), and the sweep refuses networks that were trained on any
+record of their own fold (:func:`fold_networks`).
 
 Each network is scored on the fold it did not see, with every rule's
 threshold computed from that network's own training records, and the EC57
@@ -108,16 +114,64 @@ def parse_grid(items: Sequence[str], base: dict[str, Any]) -> dict[str, list[flo
     return grid
 
 
-def fold_networks(pattern: str, folds: int, seeds: Sequence[int], data: dict[str, ds.RecordBeats]) -> list[FoldNetworks]:
-    """The fold networks named by ``pattern`` (with ``{fold}`` and ``{seed}``) over the DS1 folds of ``ecg-train --cv``."""
+def fold_networks(pattern: str, folds: int, seeds: Sequence[int]) -> list[FoldNetworks]:
+    """The fold networks named by ``pattern`` (with ``{fold}`` and ``{seed}``), and each fold's records.
+
+    A fold's records are its networks' ``test_records`` (what ``ecg-train
+    --fold-networks`` or ``--records "OTHERS;FOLD"`` stores in the weights).
+
+    Raises
+    ------
+    ConfigError
+        When a file is missing or unreadable, the networks of one fold were
+        held out on different records, two folds share a record, a network
+        was trained on other records than those of the other folds (above
+        all, on its own fold's), or the networks' featurizer settings
+        differ (the sweep builds one set of beats for all of them).
+    """
+    from monitor.model import load_model
+
     if "{fold}" not in pattern:
         raise ConfigError(f"--weights must name the fold networks with {{fold}} (and {{seed}}), got {pattern!r}")
     if len(seeds) > 1 and "{seed}" not in pattern:
         raise ConfigError(f"--weights must contain {{seed}} when several seeds are given, got {pattern!r}")
-    return [
-        FoldNetworks(k, ds.val_records(ds.DS1, data, folds, k), [Path(pattern.format(fold=k, seed=s)) for s in seeds])
-        for k in range(folds)
-    ]
+    if not seeds:
+        raise ConfigError("give at least one seed (--seeds)")
+    out, trained, fz0 = [], {}, None
+    for k in range(folds):
+        paths = [Path(pattern.format(fold=k, seed=s)) for s in seeds]
+        held: list[str] | None = None
+        for w in paths:
+            meta = load_model(w)[1]
+            info = meta.get("training", {})
+            test = [str(r) for r in info.get("test_records") or []]
+            if not test:
+                raise ConfigError(f"{w}: the weights name no held-out (test) records; train fold networks with ecg-train --fold-networks")
+            if held is None:
+                held = test
+            elif sorted(test) != sorted(held):
+                raise ConfigError(f"{w}: held out records {' '.join(test)}, but {paths[0]} held out {' '.join(held)} (same fold {k})")
+            fz = meta["featurizer"]
+            if fz0 is None:
+                fz0 = (w, fz)
+            elif fz != fz0[1]:
+                raise ConfigError(f"{w}: featurizer settings differ from those of {fz0[0]}; the networks of a sweep need the same")
+            trained[w] = {str(r) for r in info.get("train_records") or []}
+        out.append(FoldNetworks(k, list(held or []), paths))
+    every = [r for f in out for r in f.records]
+    dup = sorted({r for r in every if every.count(r) > 1})
+    if dup:
+        raise ConfigError(f"the folds' held-out records overlap: {' '.join(dup)} (give the networks of distinct folds)")
+    for f in out:
+        others = set(every) - set(f.records)
+        for w in f.weights:
+            seen = trained[w] & set(f.records)
+            if seen:
+                raise ConfigError(f"{w}: trained on {' '.join(sorted(seen))}, records of its own fold {f.fold}: its scores would not be out of fold")
+            if trained[w] != others:
+                raise ConfigError(f"{w}: trained on {' '.join(sorted(trained[w])) or 'no records'}, not on the other folds' "
+                                  f"records {' '.join(sorted(others))}")  # fmt: skip
+    return out
 
 
 def _thresholds(data, train_recs: list[str], rr_names, min_irregular: float, grid: dict[str, list[float]], fusion_q: float):
@@ -283,12 +337,13 @@ def main_rules(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     from monitor.model import load_model
 
-    fz = dict(load_model(args.weights.format(fold=0, seed=seeds[0] if seeds else 0))[1]["featurizer"])
-    data = ds.build_dataset(ds.DS1, args.data_dir, fz, cache=args.cache, progress=not args.no_progress)
-    folds = fold_networks(args.weights, args.folds, seeds, data)
+    folds = fold_networks(args.weights, args.folds, seeds)
+    fz = dict(load_model(folds[0].weights[0])[1]["featurizer"])
+    records = [r for f in folds for r in f.records]
+    data = ds.build_dataset(records, args.data_dir, fz, cache=args.cache, progress=not args.no_progress, duration_s=args.duration)
     n = math.prod(len(v) for v in grid.values())
     print(f"{n} setting(s) x {len(folds)} folds x {len(seeds)} seed(s); criterion: EC57 {args.criterion} F1 "
-          f"out of fold, pooled over the {sum(len(f.records) for f in folds)} DS1 records (mean of the seeds; ensemble)")
+          f"out of fold, pooled over the {len(records)} records (mean of the seeds; ensemble)")
     rows = sweep_rules(folds, grid, data=data, min_irregular=float(af["min_irregular"]),
                        fusion_quantile=cfg.fusion_quantile, criterion=args.criterion, progress=not args.no_progress)
     head = " ".join(f"{name:>22}" for name in SETTINGS)
@@ -306,8 +361,9 @@ def main_rules(args: argparse.Namespace) -> int:
 def add_rules_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``ecg-bench rules``."""
     parser.add_argument("--weights", required=True, metavar="PATTERN",
-                        help="fold networks, e.g. runs/f{fold}s{seed}/model.pt (trained without fold {fold})")
-    parser.add_argument("--folds", type=int, default=4, help="patient-wise DS1 folds, as ecg-train --val-folds (default 4)")
+                        help="fold networks, e.g. 'runs/folds-s{seed}/fold-{fold}/model.pt' (ecg-train --fold-networks: "
+                        "each trained without fold {fold}, whose records it names)")
+    parser.add_argument("--folds", type=int, default=4, help="number of folds, {fold} = 0 to FOLDS-1, as ecg-train --val-folds (default 4)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the pattern (default 0)")
     parser.add_argument("--config", default=None, help="training settings whose rule settings are the defaults "
                         "(e.g. docs/train-shipped.toml)")
@@ -319,5 +375,7 @@ def add_rules_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="FILE", help="write every setting's row as JSON")
     parser.add_argument("--data-dir", default=None, metavar="DIR")
     parser.add_argument("--cache", default=None, help="dataset cache directory")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="use only the first SECONDS of each record (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=main_rules)

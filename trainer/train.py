@@ -20,6 +20,11 @@ Outputs in ``out``: the weights (``model.pt``, see
 :func:`monitor.model.save_weights`), ``run.json`` (command line, full
 configuration, split, class counts, timings), ``history.json`` (per-epoch
 loss and validation metrics) and ``checkpoint.pt``.
+
+With ``fold_networks=True`` (:func:`train_fold_networks`), one network per
+patient-wise fold of the training records, each trained without its fold,
+for the out-of-fold choice of the decision rules' settings
+(``ecg-bench rules``, :mod:`trainer.rule_sweep`).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "TrainConfig", "add_rules", "class_weights", "cross_validate", "default_threads", "evaluate_arrays", "fit", "fusion_threshold",
-    "early_beat_thresholds", "load_config_file", "prematurity_threshold", "train",
+    "early_beat_thresholds", "load_config_file", "prematurity_threshold", "train", "train_fold_networks",
 ]  # fmt: skip
 
 
@@ -187,6 +192,17 @@ class TrainConfig:
         ``val_folds`` fold models (each trained without one fold of
         patients), all after the chosen number of epochs.  Each fold run
         keeps its weights after every epoch (``cv-fold-K/states/``) for that.
+    fold_networks : bool
+        Train the fold networks of ``ecg-bench rules``
+        (:mod:`trainer.rule_sweep`) instead of one model: for each of the
+        ``val_folds`` patient-wise folds of the training records
+        (:func:`trainer.dataset.val_records`, the folds of ``cv``), one
+        network on the records of the other folds, for exactly ``epochs``
+        epochs with no validation (the last epoch's weights kept, so no
+        choice is made on the held-out records), in ``out/fold-K/``, with
+        the decision rules' thresholds from its own training records.  Each
+        network's ``test_records`` are its fold's.  Needs ``cv`` off;
+        ``val_fold``, ``patience`` and ``weights_out`` are unused.
     threads : int or None
         ``torch.set_num_threads`` (default :func:`default_threads`: half the
         CPU cores, at most 4, so 1 on a 2-core machine).
@@ -238,6 +254,7 @@ class TrainConfig:
     cv: bool = False
     calibrate: bool = False
     ensemble: bool = False
+    fold_networks: bool = False
     threads: int | None = None
     device: str = "auto"
     featurizer: dict = field(default_factory=lambda: dict(ds.DEFAULT_FEATURIZER))
@@ -282,6 +299,18 @@ class TrainConfig:
             raise ConfigError("ensemble needs cv: its members are the cross-validation's fold models and the final model")
         if self.cv and self.val_folds < 2:
             raise ConfigError(f"cv needs val_folds >= 2, got {self.val_folds}")
+        if not isinstance(self.fold_networks, bool):
+            raise ConfigError(f"fold_networks must be true or false, got {self.fold_networks!r}")
+        if self.fold_networks:
+            if self.protocol == "seed":
+                raise ConfigError("fold_networks (patient-wise folds) needs the inter or all protocol; the seed protocol splits by beat")
+            if self.cv:
+                raise ConfigError("fold_networks trains each fold network for exactly `epochs` epochs, with no epoch "
+                                  "chosen on its held-out records; turn cv off (--no-cv)")  # fmt: skip
+            if self.val_folds < 2:
+                raise ConfigError(f"fold_networks needs val_folds >= 2, got {self.val_folds}")
+            if self.weights_out:
+                raise ConfigError("fold_networks writes one weights file per fold (OUT/fold-K/model.pt); leave weights_out unset")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 epochs, got {self.patience!r}")
         _check_class_table("class_weight_scale", self.class_weight_scale, "factors", 0, 100, "in [0, 100]")
@@ -1026,6 +1055,56 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         (weights.parent / (weights.stem + ".run.json")).write_text(json.dumps(run, indent=1, default=str))
         (weights.parent / (weights.stem + ".history.json")).write_text((out / "history.json").read_text())
     logger.info("weights written to %s (%d bytes)", weights, weights.stat().st_size)
+    return weights
+
+
+def train_fold_networks(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = False) -> list[Path]:
+    """Train the fold networks of ``ecg-bench rules`` (``cfg.fold_networks``); return their weights files.
+
+    Network K is :func:`train` on the training records outside fold K of
+    ``cfg.val_folds`` (:func:`trainer.dataset.val_records`, in the order of
+    the protocol's list), with fold K as its ``test_records``, no
+    validation and exactly ``cfg.epochs`` epochs, in ``cfg.out/fold-K``.
+    It is the same run as ``ecg-train --no-cv --val-fold none --records
+    "OTHERS;FOLD"``.  ``cfg.out/folds.json`` lists each fold's records and
+    weights.  With ``resume``, a fold whose weights exist is kept, and an
+    interrupted fold continues from its checkpoint.
+
+    Examples
+    --------
+    Three seeds of the four DS1 folds, then the sweep (shell)::
+
+        for s in 0 1 2; do
+          ecg-train --config docs/train-shipped.toml --no-cv --epochs 20 --fold-networks --seed $s --out runs/folds-s$s
+        done
+        ecg-bench rules --weights 'runs/folds-s{seed}/fold-{fold}/model.pt' --seeds 0,1,2 --config docs/train-shipped.toml
+    """
+    cfg.validate()
+    if not cfg.fold_networks:
+        raise ConfigError("train_fold_networks needs fold_networks = true")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_recs, _ = _records(cfg)
+    # the folds deal records by their S and V beats: built with the run's own settings (and cached for the runs)
+    data = ds.build_dataset(train_recs, cfg.data_dir, cfg.featurizer, cache=cfg.cache, progress=cfg.progress, duration_s=cfg.duration_s)
+    rows, weights = [], []
+    for k in range(cfg.val_folds):
+        held = ds.val_records(train_recs, data, cfg.val_folds, k)
+        others = [r for r in train_recs if r not in held]
+        if not held or not others:
+            raise ConfigError(f"fold {k} of {cfg.val_folds}: too few training records ({len(train_recs)}) for that many folds")
+        fold_dir = out / f"fold-{k}"
+        w = fold_dir / "model.pt"
+        sub = replace(cfg, fold_networks=False, val_fold=None, weights_out=None, out=str(fold_dir), train_records=others, test_records=held)
+        if resume and w.is_file() and (fold_dir / "run.json").is_file():
+            logger.info("fold network %d/%d: kept %s", k + 1, cfg.val_folds, w)
+        else:
+            logger.info("fold network %d/%d: %d records, without %s", k + 1, cfg.val_folds, len(others), " ".join(held))
+            w = train(sub, argv=argv, resume=resume and (fold_dir / "checkpoint.pt").is_file())
+        weights.append(w)
+        rows.append({"fold": k, "held_out": held, "train_records": others, "weights": str(w)})
+    (out / "folds.json").write_text(json.dumps({"command": argv if argv is not None else sys.argv, "seed": cfg.seed,
+                                                "epochs": cfg.epochs, "folds": rows}, indent=1))  # fmt: skip
     return weights
 
 
