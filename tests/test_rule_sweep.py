@@ -87,6 +87,7 @@ def test_sweep_gives_what_add_rules_and_ecg_eval_give_out_of_fold(mitdb, tmp_pat
         if i == 0:
             n_se0 = _pooled(mats)["N"][0]
     assert row["f1"] == pytest.approx(np.mean(f1s), abs=1e-9)
+    assert row["f1_seeds"] == pytest.approx(f1s, abs=1e-9) and row["f1_sd"] == pytest.approx(np.std(f1s, ddof=1), abs=1e-9)
     # the V criterion and N Se come from the same tables
     v_rows = sweep_rules(folds, parse_grid([], BASE), data=data, fusion_quantile=0.0, criterion="V", progress=False)
     assert len(v_rows) == 1 and 0 < v_rows[0]["f1"] <= 1

@@ -236,7 +236,8 @@ def sweep_rules(
     list of dict
         Per setting: the settings, then for the mean of the seeds' single
         networks and for the ensembles: the criterion's F1, Se and +P, and
-        N Se (fractions).
+        N Se (fractions); and each seed's F1 (``f1_seeds``) and their
+        standard deviation (``f1_sd``, nan for one seed).
     """
     from tqdm import tqdm
 
@@ -300,8 +301,10 @@ def sweep_rules(
         ens = ec57_table(parts[setting, "ensemble"])
         row: dict[str, Any] = dict(zip(SETTINGS, setting))
         row["early_run_beats"] = int(row["early_run_beats"])
+        f1s = [_f1(t[criterion]) for t in singles]
         row.update({
-            "f1": float(np.mean([_f1(t[criterion]) for t in singles])),
+            "f1": float(np.mean(f1s)),
+            "f1_seeds": f1s, "f1_sd": float(np.std(f1s, ddof=1)) if len(f1s) > 1 else float("nan"),
             "se": float(np.mean([t[criterion]["se"] for t in singles])),
             "ppv": float(np.mean([t[criterion]["ppv"] for t in singles])),
             "N_se": float(np.mean([t["N"]["se"] for t in singles])),
@@ -343,15 +346,15 @@ def main_rules(args: argparse.Namespace) -> int:
     data = ds.build_dataset(records, args.data_dir, fz, cache=args.cache, progress=not args.no_progress, duration_s=args.duration)
     n = math.prod(len(v) for v in grid.values())
     print(f"{n} setting(s) x {len(folds)} folds x {len(seeds)} seed(s); criterion: EC57 {args.criterion} F1 "
-          f"out of fold, pooled over the {len(records)} records (mean of the seeds; ensemble)")
+          f"out of fold, pooled over the {len(records)} records (mean and SD over the seeds; ensemble)")
     rows = sweep_rules(folds, grid, data=data, min_irregular=float(af["min_irregular"]),
                        fusion_quantile=cfg.fusion_quantile, criterion=args.criterion, progress=not args.no_progress)
     head = " ".join(f"{name:>22}" for name in SETTINGS)
     c = args.criterion
-    print(f"{head} {c + ' F1':>7} {c + ' Se':>6} {c + ' +P':>6} {'N Se':>6} {'ens F1':>7}")
+    print(f"{head} {c + ' F1':>7} {'SD':>6} {c + ' Se':>6} {c + ' +P':>6} {'N Se':>6} {'ens F1':>7}")
     for row in rows[: args.top]:
         vals = " ".join(f"{row[name]:>22g}" for name in SETTINGS)
-        print(f"{vals} {row['f1']:7.4f} {100 * row['se']:6.1f} {100 * row['ppv']:6.1f} {100 * row['N_se']:6.2f} {row['ensemble_f1']:7.4f}")
+        print(f"{vals} {row['f1']:7.4f} {row['f1_sd']:6.4f} {100 * row['se']:6.1f} {100 * row['ppv']:6.1f} {100 * row['N_se']:6.2f} {row['ensemble_f1']:7.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
         print(f"every setting: {args.out}")
