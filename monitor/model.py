@@ -108,7 +108,13 @@ label: an abnormal shape is not supraventricular.  The thresholds are low
 quantiles of those ratios over the training set's N beats outside AF-like
 rhythm (0.25 % for the shipped model: each ratio alone is below its
 threshold for 0.25 % of those beats, both for 0.1 %).  See
-:func:`early_beat_rule`.
+:func:`early_beat_rule`.  With ``meta["early_beat_to_v"]`` true (``ecg-train
+--early-beat-to-v``; the shipped model has it), the AAMI N probability of
+such a beat moves instead to its most probable class of AAMI S *or V*: a
+premature beat is supraventricular or ventricular, and the network, though
+it gave N the most, decides which of the two by their probabilities (so a
+premature ventricular beat that the network took for N is called V, not
+S).  See :func:`early_beat_to_v`.
 
 Early-run rule
 --------------
@@ -177,6 +183,7 @@ __all__ = [
     "af_like",
     "default_hparams",
     "early_beat_rule",
+    "early_beat_to_v",
     "early_run_beats",
     "early_run_max_pre_long",
     "fusion_max_template_rms",
@@ -497,6 +504,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         prematurity_max_rr_ratio(meta)
         v_prematurity_max_rr_ratio(meta)
         early_beat_rule(meta)
+        early_beat_to_v(meta)
         early_run_beats(meta)
         early_run_max_pre_long(meta)
     except ConfigError as exc:
@@ -638,6 +646,30 @@ def early_beat_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     if meta.get("af_rule") is None:
         raise ConfigError("metadata 'early_beat_rule' needs 'af_rule' (the rule acts only outside AF-like rhythm)")
     return float(vals[0]), float(vals[1])
+
+
+def early_beat_to_v(meta: dict[str, Any]) -> bool:
+    """Whether the early-beat rule may call a beat V: ``meta["early_beat_to_v"]`` (default False).
+
+    When true, an early beat called AAMI N (see :func:`early_beat_rule`) has
+    its AAMI N probability moved to its most probable class of AAMI S or V
+    instead of S alone (see the module notes).  It needs
+    ``meta["early_beat_rule"]`` and a class of AAMI V.
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not true or false, or the file has no early-beat
+        rule or no class of AAMI V.
+    """
+    raw = meta.get("early_beat_to_v", False)
+    if not isinstance(raw, bool):
+        raise ConfigError(f"metadata 'early_beat_to_v' must be true or false, got {raw!r:.80}")
+    if raw and meta.get("early_beat_rule") is None:
+        raise ConfigError("metadata 'early_beat_to_v' needs 'early_beat_rule' (it changes what that rule calls an early beat)")
+    if raw and "V" not in {CLASS_TO_AAMI.get(c) for c in meta["classes"]}:
+        raise ConfigError("metadata 'early_beat_to_v' needs a class of AAMI V")
+    return raw
 
 
 def early_run_beats(meta: dict[str, Any]) -> int | None:
@@ -784,6 +816,10 @@ class Classifier:
         #: The AF thresholds by which the early-beat rule skips AF-like rhythm (the file's; kept when
         #: :attr:`af_rule` is set to None).
         self.early_beat_af_rule: tuple[float, float] | None = self.af_rule
+        #: Whether the early-beat rule moves an early beat's N probability to its most probable class
+        #: of AAMI S or V (True) or of S alone (False: files without ``early_beat_to_v``).  Set it to
+        #: False to measure what it adds (``ecg-eval --no-early-beat-to-v``).
+        self.early_beat_to_v: bool = early_beat_to_v(meta)
         #: Setting of the early-run rule (:mod:`monitor.early_run`, applied per stream after
         #: :meth:`predict_proba`); None: no rule.  Set it to None to measure the model without it
         #: (``ecg-eval --no-early-run-rule``).
@@ -926,11 +962,12 @@ class Classifier:
         self._move_called_to_n(prob, self._af_like(rhythm, prob.shape[0], self.af_rule), self._s_group)
 
     def _early_beat_rule(self, rr: np.ndarray, rhythm: np.ndarray, prob: np.ndarray) -> None:
-        """Move the AAMI-N probability of early beats called N outside AF-like rhythm to their most probable S class (in place)."""
+        """Move the AAMI-N probability of early beats called N outside AF-like rhythm to their most probable S (or V) class (in place)."""
         early = (rr[:, self._pre_long] < self.early_beat_rule[0]) & (rr[:, self._pre_local] < self.early_beat_rule[1])
         called_n = np.isin(prob.argmax(axis=1), self._n_group)
         rows = np.flatnonzero(called_n & early & ~self._af_like(rhythm, prob.shape[0], self.early_beat_af_rule))
-        self._move(prob, rows, self._n_group, self._s_group)
+        to = np.concatenate([self._s_group, self._v_group]) if self.early_beat_to_v else self._s_group
+        self._move(prob, rows, self._n_group, to)
 
     def _prematurity_rule(self, rr: np.ndarray, prob: np.ndarray) -> None:
         """Move the S probability of beats called S that do not come early to their most probable AAMI-N class (in place)."""

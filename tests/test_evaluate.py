@@ -243,6 +243,18 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert not m["early_beat_rule_ignored"] and "early-beat rule" in (tmp_path / "ev7" / "report.md").read_text()
     m8 = _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev8", "--no-early-beat-rule")
     assert m8["early_beat_rule_ignored"] and "ignored: --no-early-beat-rule" in (tmp_path / "ev8" / "report.md").read_text()
+    # early_beat_to_v: as given; it needs the early-beat rule (the bare file has none)
+    assert train_cli.main(["--add-rules", str(bare), "--early-beat-to-v", *common]) == 2
+    assert "early_beat_to_v needs the early-beat rule" in capsys.readouterr().err
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--early-beat-to-v", "--weights-out", str(tmp_path / "tov.pt"), *common]) == 0
+    tov = Classifier.from_file(tmp_path / "tov.pt")
+    assert tov.early_beat_to_v and tov.meta["training"]["early_beat_to_v"] and tov.early_beat_rule == four.early_beat_rule
+    assert not four.early_beat_to_v
+    mt = _eval_record_100(tmp_path / "tov.pt", mitdb, tmp_path / "cache", tmp_path / "evt")
+    assert mt["early_beat_to_v"] and not mt["early_beat_to_v_ignored"] and "or V where" in (tmp_path / "evt" / "report.md").read_text()
+    mt2 = _eval_record_100(tmp_path / "tov.pt", mitdb, tmp_path / "cache", tmp_path / "evt2", "--no-early-beat-to-v")
+    assert mt2["early_beat_to_v_ignored"] and "--no-early-beat-to-v" in (tmp_path / "evt2" / "report.md").read_text()
+    assert mt2["ec57"] == m["ec57"]  # without it, the file scores as the one without the flag
     # the early-run rule: its setting as given; it needs the early-beat rule (the bare file has none)
     assert train_cli.main(["--add-rules", str(bare), "--early-run-beats", "10", *common]) == 2
     assert "early_run_beats needs the early-beat rule" in capsys.readouterr().err
@@ -298,6 +310,8 @@ def test_train_stores_the_early_beat_rule_that_add_rules_would(mitdb, tmp_path, 
     no_early = [c for c in common if c not in ("--early-beat-quantile", "0.005")]
     assert train_cli.main([*no_early, *quick, "--early-run-beats", "10"]) == 2 and not (out / "model.pt").exists()
     assert "early_run_beats needs the early-beat rule" in capsys.readouterr().err
+    assert train_cli.main([*no_early, *quick, "--early-beat-to-v"]) == 2 and not (out / "model.pt").exists()
+    assert "early_beat_to_v needs the early-beat rule" in capsys.readouterr().err
     assert train_cli.main([*common, *quick, "--early-run-beats", "10", "--logit-offset", "V=-0.5"]) == 0
     run = json.loads((out / "run.json").read_text())
     clf = Classifier.from_file(out / "model.pt")

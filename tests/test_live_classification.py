@@ -144,7 +144,7 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     # be called A (those kept come before 32 intervals are known, or where the rhythm does not
     # look like AF)
     bare, meta = load_model(asset("model.pt"))
-    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule", "early_run_beats", "early_run_max_pre_long")})
+    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule", "early_beat_to_v", "early_run_beats", "early_run_max_pre_long")})
     a = CLASSES.index("A")
     called_a = plain.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1) == a
     in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])

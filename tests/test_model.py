@@ -405,3 +405,40 @@ def test_early_beat_rule_calls_early_beats_s_outside_af_when_n_wins(tmp_path):
     torch.save(blob, tmp_path / "nolocal.pt")
     with pytest.raises(ConfigError, match="nolocal.pt: .*needs the pre_long and pre_local RR features"):
         load_model(tmp_path / "nolocal.pt")
+
+
+@pytest.mark.parametrize("second", ["A", "V"])
+def test_early_beat_to_v_gives_an_early_beat_the_more_probable_of_s_and_v(tmp_path, second):
+    import json
+
+    meta, m, rng, w = _six_beats(3, 4)
+    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
+    r[:, meta["rr_names"].index("pre_long")] = [0.6, 0.7, 0.9, 0.6, 0.7, 0.5]
+    r[:, meta["rr_names"].index("pre_local")] = [0.7, 0.95, 0.7, 0.6, 0.8, 0.6]
+    rhythm = np.array([[0.02, 0.9], [0.02, 0.9], [0.02, 0.9], [0.3, 0.2], [0.05, 0.8], [0.3, 0.8]], np.float32)
+    af, rule = {"min_irregular": 0.1, "max_regular": 0.5}, {"max_pre_long": 0.8, "max_pre_local": 0.85}
+    bias = _favouring("N")
+    bias[CLASSES.index(second)] = 4.0  # N first, then `second` well ahead of the other classes
+    base = {**meta, "logit_bias": bias, "af_rule": af, "early_beat_rule": rule}
+    s_only = Classifier(*load_model(save_weights(tmp_path / "s.pt", m, base)))
+    to_v = Classifier(*load_model(save_weights(tmp_path / "v.pt", m, {**base, "early_beat_to_v": True})))
+    assert not s_only.early_beat_to_v and to_v.early_beat_to_v
+    p_s, p_v = s_only.predict_proba(w, r, rhythm=rhythm), to_v.predict_proba(w, r, rhythm=rhythm)
+    early, a, v = [0, 4, 5], CLASSES.index("A"), CLASSES.index("V")
+    np.testing.assert_array_equal(p_s.argmax(1)[early], a)  # without the flag: S, whatever the network's V
+    np.testing.assert_array_equal(p_v.argmax(1)[early], CLASSES.index(second))  # with it: the more probable of S and V
+    np.testing.assert_array_equal(p_v[[1, 2, 3]], p_s[[1, 2, 3]])  # beats that are not early are left alone
+    assert p_v[early, :].sum(1) == pytest.approx(1.0, rel=1e-6) and (p_v[np.ix_(early, N_GROUP)] == 0).all()
+    to_v.early_beat_to_v = False  # ecg-eval --no-early-beat-to-v
+    np.testing.assert_array_equal(to_v.predict_proba(w, r, rhythm=rhythm), p_s)
+    # bad entries, or the flag without the early-beat rule, are rejected when loading
+    blob = torch.load(tmp_path / "v.pt", weights_only=True)
+    for bad, match in [(1, "must be true or false"), ("yes", "must be true or false")]:
+        blob["meta_json"] = json.dumps({**base, "early_beat_to_v": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match=f"bad.pt: metadata 'early_beat_to_v' {match}"):
+            load_model(tmp_path / "bad.pt")
+    blob["meta_json"] = json.dumps({**meta, "af_rule": af, "early_beat_to_v": True})
+    torch.save(blob, tmp_path / "norule.pt")
+    with pytest.raises(ConfigError, match="norule.pt: .*'early_beat_to_v' needs 'early_beat_rule'"):
+        load_model(tmp_path / "norule.pt")

@@ -20,7 +20,7 @@ FOLDS = {0: ["209", "119"], 1: ["118", "208"]}
 DURATION = "300"
 BASE = {
     "V_offset": -0.25, "v_prematurity_quantile": 0.07, "prematurity_quantile": 0.1, "max_regular": 0.6,
-    "early_beat_quantile": 0.005, "early_run_quantile": 0.01, "early_run_beats": 10,
+    "early_beat_quantile": 0.005, "early_beat_to_v": 0, "early_run_quantile": 0.01, "early_run_beats": 10,
 }  # fmt: skip
 
 
@@ -56,10 +56,10 @@ def test_sweep_gives_what_add_rules_and_ecg_eval_give_out_of_fold(mitdb, tmp_pat
     recs = [r for f in FOLDS.values() for r in f]
     data = ds.build_dataset(recs, mitdb, fz, cache=cache, progress=False, duration_s=float(DURATION))
     folds = [FoldNetworks(k, held, nets) for k, held in FOLDS.items()]
-    grid = parse_grid(["prematurity_quantile=0.05,0.1", "early_run_beats=0,10"], BASE)
+    grid = parse_grid(["prematurity_quantile=0.05,0.1", "early_run_beats=0,10", "early_beat_to_v=0,1"], BASE)
     rows = sweep_rules(folds, grid, data=data, fusion_quantile=0.0, progress=False)
-    assert len(rows) == 4 and rows == sorted(rows, key=lambda r: -r["f1"])
-    row = next(r for r in rows if r["prematurity_quantile"] == 0.1 and r["early_run_beats"] == 10)
+    assert len(rows) == 8 and rows == sorted(rows, key=lambda r: -r["f1"])
+    row = next(r for r in rows if r["prematurity_quantile"] == 0.1 and r["early_run_beats"] == 10 and r["early_beat_to_v"] == 1)
     assert {*SETTINGS} <= set(row) and 0 < row["f1"] <= 1 and 0 < row["ensemble_f1"] <= 1
 
     # the same setting through the trainer: each network given the rules of the other fold's records,
@@ -74,7 +74,7 @@ def test_sweep_gives_what_add_rules_and_ecg_eval_give_out_of_fold(mitdb, tmp_pat
             ruled = tmp_path / f"ruled{i}{k}.pt"
             args = ["--add-rules", str(w), "--config", str(cfg), "--prematurity-quantile", "0.1",
                     "--v-prematurity-quantile", "0.07", "--early-beat-quantile", "0.005", "--early-run-beats", "10",
-                    "--early-run-quantile", "0.01", "--logit-offset", "V=-0.25", "--weights-out", str(ruled),
+                    "--early-run-quantile", "0.01", "--early-beat-to-v", "--logit-offset", "V=-0.25", "--weights-out", str(ruled),
                     "--protocol", "inter", "--records", f"{','.join(train)};{','.join(held)}", "--duration", DURATION,
                     "--data-dir", str(mitdb), "--cache", str(cache), "--no-progress"]  # fmt: skip
             assert train_cli.main(args) == 0
@@ -103,7 +103,7 @@ def test_grid_and_fold_arguments_are_checked(tmp_path):
     for bad, match in [
         ("nonsense=1", "NAME one of"), ("max_regular", "NAME one of"), ("max_regular=x", "must be numbers"),
         ("max_regular=", "one or more"), ("prematurity_quantile=0.6", r"\[0, 0.5\)"), ("max_regular=1.5", r"\(0, 1\]"),
-        ("early_run_beats=2.5", "whole numbers"), ("max_regular=nan", "finite"),
+        ("early_run_beats=2.5", "whole numbers"), ("max_regular=nan", "finite"), ("early_beat_to_v=0.5", "0 or 1"),
     ]:  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             parse_grid([bad], BASE)
@@ -194,7 +194,7 @@ def test_ecg_train_fold_networks_trains_each_fold_without_its_records(mitdb, tmp
     # ecg-bench rules on them gives what sweep_rules gives
     rows = sweep_rules(folds, parse_grid(["early_run_beats=0,10"], BASE), data=data, fusion_quantile=0.0, progress=False)
     cfg = tmp_path / "rules.toml"
-    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular"))
+    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular", "early_beat_to_v"))
                    + "[logit_offsets]\nV = -0.25\n[af_rule]\nmin_irregular = 0.1\nmax_regular = 0.6\n")
     js = tmp_path / "rows.json"
     assert bench.main(["rules", "--weights", str(out / "fold-{fold}" / "model.pt"), "--folds", "2", "--config", str(cfg),

@@ -29,7 +29,7 @@ _FIELDS = (
     "seed", "patience", "val_folds", "val_fold", "threads", "device", "duration_s", "cache",
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "fold_networks", "class_weight_scale", "fusion_quantile",
-    "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_run_beats", "early_run_quantile", "logit_offsets",
+    "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_beat_to_v", "early_run_beats", "early_run_quantile", "logit_offsets",
 )  # fmt: skip
 
 
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the early-beat rule (needs af_rule): beats called N whose pre-RR over the long and "
                         "the local mean RR are both below the Q quantiles of the training N beats' outside AF "
                         "(e.g. 0.005) are called S when the rhythm is not AF-like (default 0: no rule)")
+    p.add_argument("--early-beat-to-v", action=argparse.BooleanOptionalAction, default=d,
+                   help="with the early-beat rule: an early beat called N becomes the more probable of S and V "
+                        "(the network's own probabilities decide) instead of S (default: S)")
     p.add_argument("--early-run-beats", type=int, default=d, metavar="K",
                    help="store the early-run rule (needs the early-beat rule): after an early beat called S, up to K "
                         "following beats called N that still come early against the long mean RR are called S "
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
-                        "--prematurity-quantile, --v-prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-run-beats and --early-run-quantile; --logit-offset; "
+                        "--prematurity-quantile, --v-prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-beat-to-v, --early-run-beats and --early-run-quantile; --logit-offset; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--combine", metavar="WEIGHTS", nargs="+", default=None,
                    help="do not train: join these weights files (two or more, of one architecture and featurizer) into "

@@ -149,6 +149,7 @@ def evaluate(
     use_prematurity_rule: bool = True,
     use_v_prematurity_rule: bool = True,
     use_early_beat_rule: bool = True,
+    use_early_beat_to_v: bool = True,
     use_early_run_rule: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
@@ -198,6 +199,9 @@ def evaluate(
     early = clf.early_beat_rule
     if not use_early_beat_rule:
         clf.early_beat_rule = None
+    to_v = clf.early_beat_to_v
+    if not use_early_beat_to_v:
+        clf.early_beat_to_v = False
     run_beats = clf.early_run_beats
     run_pre_long = clf.early_run_max_pre_long
     if not use_early_run_rule:
@@ -286,6 +290,8 @@ def evaluate(
         "v_prematurity_rule_ignored": not use_v_prematurity_rule and v_prem_ratio is not None,
         "early_beat_rule": None if early is None else {"max_pre_long": early[0], "max_pre_local": early[1]},
         "early_beat_rule_ignored": not use_early_beat_rule and early is not None,
+        "early_beat_to_v": to_v,
+        "early_beat_to_v_ignored": not use_early_beat_to_v and to_v,
         "early_run_beats": run_beats,
         "early_run_max_pre_long": run_pre_long,
         "early_run_rule_ignored": not use_early_run_rule and run_beats is not None,
@@ -429,10 +435,12 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + ("none" if m.get("v_prematurity_max_rr_ratio") is None else f"{m['v_prematurity_max_rr_ratio']:.3f}")
         + (" (ignored: --no-v-prematurity-rule)" if m.get("v_prematurity_rule_ignored") else ""),
         "* early-beat rule (beats called N whose pre-RR is below both ratios of the long and the local mean RR, "
-        "outside AF-like rhythm, are called S): "
+        "outside AF-like rhythm, are called S" + (", or V where the network gives V more than S" if m.get("early_beat_to_v") else "")
+        + "): "
         + ("none" if m["early_beat_rule"] is None
            else f"{m['early_beat_rule']['max_pre_long']:.3f} and {m['early_beat_rule']['max_pre_local']:.3f}")
-        + (" (ignored: --no-early-beat-rule)" if m["early_beat_rule_ignored"] else ""),
+        + (" (ignored: --no-early-beat-rule)" if m["early_beat_rule_ignored"] else "")
+        + (" (called S only: --no-early-beat-to-v)" if m.get("early_beat_to_v_ignored") else ""),
         "* early-run rule (after an early beat called S, the following beats called N that still come early against "
         "the long mean RR are called S, for at most this many beats): "
         + ("none" if m.get("early_run_beats") is None else f"{m['early_run_beats']} beats")
@@ -510,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the V prematurity rule stored in the weights (ecg-train --v-prematurity-quantile), to measure its effect")
     p.add_argument("--no-early-beat-rule", action="store_true",
                    help="ignore the early-beat rule stored in the weights (ecg-train --early-beat-quantile), to measure its effect")
+    p.add_argument("--no-early-beat-to-v", action="store_true",
+                   help="let the early-beat rule call beats S only, ignoring early_beat_to_v stored in the weights "
+                        "(ecg-train --early-beat-to-v), to measure its effect")
     p.add_argument("--no-early-run-rule", action="store_true",
                    help="ignore the early-run rule stored in the weights (ecg-train --early-run-beats), to measure its effect")
     p.add_argument("--member", type=int, default=None,
@@ -530,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             cache=args.cache, threads=args.threads, progress=not args.no_progress, use_logit_bias=not args.no_logit_bias,
             member=args.member, use_fusion_rule=not args.no_fusion_rule, use_af_rule=not args.no_af_rule,
             use_prematurity_rule=not args.no_prematurity_rule, use_v_prematurity_rule=not args.no_v_prematurity_rule,
-            use_early_beat_rule=not args.no_early_beat_rule,
+            use_early_beat_rule=not args.no_early_beat_rule, use_early_beat_to_v=not args.no_early_beat_to_v,
             use_early_run_rule=not args.no_early_run_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")

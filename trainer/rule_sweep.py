@@ -31,6 +31,9 @@ training settings, ``--config``):
     Logit offset of class V (``[logit_offsets] V``).
 ``v_prematurity_quantile``, ``prematurity_quantile``, ``early_beat_quantile``
     The rules' quantiles (0: no rule).
+``early_beat_to_v``
+    1: the early-beat rule calls an early beat the more probable of S and V;
+    0: S (``ecg-train --early-beat-to-v``).
 ``max_regular``
     The AF rule's ``max_regular`` (``[af_rule]``; ``min_irregular`` is kept).
 ``early_run_quantile``
@@ -65,7 +68,7 @@ __all__ = ["SETTINGS", "FoldNetworks", "add_rules_arguments", "fold_networks", "
 #: The settings a sweep can vary, in the order they are reported.
 SETTINGS: tuple[str, ...] = (
     "V_offset", "v_prematurity_quantile", "prematurity_quantile", "max_regular",
-    "early_beat_quantile", "early_run_quantile", "early_run_beats",
+    "early_beat_quantile", "early_beat_to_v", "early_run_quantile", "early_run_beats",
 )  # fmt: skip
 
 
@@ -108,6 +111,8 @@ def parse_grid(items: Sequence[str], base: dict[str, Any]) -> dict[str, list[flo
                 raise ConfigError(f"--grid {name}: quantiles must be in [0, 0.5), got {v:g}")
             if name == "max_regular" and not 0 < v <= 1:
                 raise ConfigError(f"--grid max_regular: values must be in (0, 1], got {v:g}")
+            if name == "early_beat_to_v" and v not in (0, 1):
+                raise ConfigError(f"--grid early_beat_to_v: values must be 0 or 1, got {v:g}")
             if name == "early_run_beats" and (v != int(v) or not 0 <= v <= 1000):
                 raise ConfigError(f"--grid early_run_beats: values must be whole numbers from 0 to 1000, got {v:g}")
         grid[name] = vals
@@ -283,6 +288,7 @@ def sweep_rules(
                 c.v_prematurity_max_rr_ratio = th["V", s["v_prematurity_quantile"]]
                 eq = s["early_beat_quantile"]
                 c.early_beat_rule = th["early", s["max_regular"], eq] if eq else None
+                c.early_beat_to_v = bool(s["early_beat_to_v"])
                 k = int(s["early_run_beats"])
                 c.early_run_beats = k if (k and eq) else None
                 rq = s["early_run_quantile"]
@@ -301,6 +307,7 @@ def sweep_rules(
         ens = ec57_table(parts[setting, "ensemble"])
         row: dict[str, Any] = dict(zip(SETTINGS, setting))
         row["early_run_beats"] = int(row["early_run_beats"])
+        row["early_beat_to_v"] = int(row["early_beat_to_v"])
         f1s = [_f1(t[criterion]) for t in singles]
         row.update({
             "f1": float(np.mean(f1s)),
@@ -333,7 +340,8 @@ def main_rules(args: argparse.Namespace) -> int:
     base = {
         "V_offset": float(cfg.logit_offsets.get("V", 0.0)), "v_prematurity_quantile": cfg.v_prematurity_quantile,
         "prematurity_quantile": cfg.prematurity_quantile, "max_regular": float(af["max_regular"]),
-        "early_beat_quantile": cfg.early_beat_quantile, "early_run_quantile": cfg.early_run_quantile,
+        "early_beat_quantile": cfg.early_beat_quantile, "early_beat_to_v": float(cfg.early_beat_to_v),
+        "early_run_quantile": cfg.early_run_quantile,
         "early_run_beats": cfg.early_run_beats,
     }  # fmt: skip
     grid = parse_grid(args.grid or [], base)

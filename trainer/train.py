@@ -137,6 +137,13 @@ class TrainConfig:
         training set's N beats outside AF-like rhythm (by ``af_rule``), e.g.
         0.005, and whose rhythm is not AF-like, is called S (0: no rule;
         default).  Needs ``af_rule``.
+    early_beat_to_v : bool
+        Store ``early_beat_to_v`` with the early-beat rule
+        (:func:`monitor.model.early_beat_to_v`): an early beat called AAMI N
+        becomes the more probable of its AAMI S and V classes instead of S
+        (default False: S, as files without it).  Needs the early-beat rule
+        (``early_beat_quantile``; with ``--add-rules``, a weights file that
+        has it).
     early_run_beats : int
         Store the early-run rule (:mod:`monitor.early_run`) in the weights
         file: after an early beat called S, up to this many following beats
@@ -244,6 +251,7 @@ class TrainConfig:
     prematurity_quantile: float = 0.0
     v_prematurity_quantile: float = 0.0
     early_beat_quantile: float = 0.0
+    early_beat_to_v: bool = False
     early_run_beats: int = 0
     early_run_quantile: float = 0.0
     logit_offsets: dict = field(default_factory=dict)
@@ -318,6 +326,8 @@ class TrainConfig:
             q = getattr(self, name)
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 0.5:
                 raise ConfigError(f"{name} must be a number in [0, 0.5), got {q!r}")
+        if not isinstance(self.early_beat_to_v, bool):
+            raise ConfigError(f"early_beat_to_v must be true or false, got {self.early_beat_to_v!r}")
         if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
             raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
         _check_class_table("logit_offsets", self.logit_offsets, "offsets", -10, 10, "from -10 to 10 (logit units)")
@@ -353,7 +363,7 @@ class TrainConfig:
         """Whether any decision rule or offset is asked for (what ``--add-rules`` can store)."""
         return bool(
             self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.v_prematurity_quantile or self.early_beat_quantile
-            or self.early_run_beats or self.logit_offsets
+            or self.early_beat_to_v or self.early_run_beats or self.logit_offsets
         )  # fmt: skip
 
     @property
@@ -581,10 +591,12 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
         raise ConfigError(
             "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
             "--v-prematurity-quantile > 0 (e.g. 0.07), "
-            "--early-beat-quantile > 0 (e.g. 0.005), --early-run-beats > 0 (e.g. 10), --logit-offset (e.g. V=-1.0) "
+            "--early-beat-quantile > 0 (e.g. 0.005), --early-beat-to-v, --early-run-beats > 0 (e.g. 10), --logit-offset (e.g. V=-1.0) "
             "or an af_rule table in --config"
         )
     model, meta = load_model(weights)
+    if cfg.early_beat_to_v and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
+        raise ConfigError(f"{weights}: early_beat_to_v needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
     if cfg.early_run_beats and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
         raise ConfigError(f"{weights}: early_run_beats needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
     if cfg.early_run_quantile and not (cfg.af_rule or meta.get("af_rule")):
@@ -681,6 +693,12 @@ def _store_rules(
         logger.info("early-beat rule: N moved to S below pre-RR / long mean RR %.3f and pre-RR / local mean RR %.3f "
                     "outside AF (%g quantiles of %d training N beats)",
                     early["max_pre_long"], early["max_pre_local"], cfg.early_beat_quantile, early["n_beats"])
+    if cfg.early_beat_to_v:
+        if meta.get("early_beat_rule") is None:
+            raise ConfigError("early_beat_to_v needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005)")
+        meta["early_beat_to_v"] = True
+        meta["training"]["early_beat_to_v"] = True
+        logger.info("early-beat rule: an early beat called N becomes the more probable of S and V")
     if cfg.early_run_beats:
         meta["early_run_beats"] = int(cfg.early_run_beats)
         meta["training"]["early_run_beats"] = int(cfg.early_run_beats)
@@ -945,6 +963,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
     cfg.validate()
     if cfg.early_run_beats and not cfg.early_beat_quantile:
         raise ConfigError("early_run_beats needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005), whose thresholds it uses")
+    if cfg.early_beat_to_v and not cfg.early_beat_quantile:
+        raise ConfigError("early_beat_to_v needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or default_threads())
