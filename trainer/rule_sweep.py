@@ -79,6 +79,8 @@ class FoldNetworks:
     fold: int
     records: list[str]
     weights: list[Path]
+    #: The networks' featurizer settings (one for all: :func:`fold_networks` checks it), or None.
+    featurizer: dict[str, Any] | None = None
 
 
 def parse_grid(items: Sequence[str], base: dict[str, Any]) -> dict[str, list[float]]:
@@ -162,7 +164,7 @@ def fold_networks(pattern: str, folds: int, seeds: Sequence[int]) -> list[FoldNe
             elif fz != fz0[1]:
                 raise ConfigError(f"{w}: featurizer settings differ from those of {fz0[0]}; the networks of a sweep need the same")
             trained[w] = {str(r) for r in info.get("train_records") or []}
-        out.append(FoldNetworks(k, list(held or []), paths))
+        out.append(FoldNetworks(k, list(held or []), paths, dict(fz0[1])))
     every = [r for f in out for r in f.records]
     dup = sorted({r for r in every if every.count(r) > 1})
     if dup:
@@ -346,10 +348,8 @@ def main_rules(args: argparse.Namespace) -> int:
     }  # fmt: skip
     grid = parse_grid(args.grid or [], base)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    from monitor.model import load_model
-
     folds = fold_networks(args.weights, args.folds, seeds)
-    fz = dict(load_model(folds[0].weights[0])[1]["featurizer"])
+    fz = folds[0].featurizer
     records = [r for f in folds for r in f.records]
     data = ds.build_dataset(records, args.data_dir, fz, cache=args.cache, progress=not args.no_progress, duration_s=args.duration)
     n = math.prod(len(v) for v in grid.values())

@@ -693,9 +693,7 @@ def _store_rules(
         logger.info("early-beat rule: N moved to S below pre-RR / long mean RR %.3f and pre-RR / local mean RR %.3f "
                     "outside AF (%g quantiles of %d training N beats)",
                     early["max_pre_long"], early["max_pre_local"], cfg.early_beat_quantile, early["n_beats"])
-    if cfg.early_beat_to_v:
-        if meta.get("early_beat_rule") is None:
-            raise ConfigError("early_beat_to_v needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005)")
+    if cfg.early_beat_to_v:  # train() and add_rules() have checked that the early-beat rule is there
         meta["early_beat_to_v"] = True
         meta["training"]["early_beat_to_v"] = True
         logger.info("early-beat rule: an early beat called N becomes the more probable of S and V")
