@@ -56,8 +56,40 @@ def test_eval_writes_every_artefact(tiny_run, mitdb, tmp_path, capsys):
     assert set(m["ec57"]) >= {"N", "S", "V", "F", "Q"}
     assert m["classes"]["N"]["support"] > 0
     assert 0 <= m["accuracy"] <= 1
-    assert "AAMI" in (tmp_path / "report.md").read_text()
+    # record by record: the rows add up to the gross table
+    by = m["ec57_by_record"]["records"]
+    assert list(by) == ["100", "232"]
+    for c in ("N", "S", "V", "F", "Q"):
+        assert sum(r[c]["reference_beats"] for r in by.values()) == m["ec57"][c]["reference_beats"]
+        assert sum(r[c]["detected_as"] for r in by.values()) == m["ec57"][c]["detected_as"]
+    report = (tmp_path / "report.md").read_text()
+    assert "AAMI" in report and "Average statistics" in report
+    assert any(line.startswith("| 232 | ") for line in report.splitlines())
     assert "report:" in capsys.readouterr().out
+
+
+def _part(record, ref, pred, extra=()):
+    return {"record": record, "ref_aami": np.array(ref), "ref_pred": np.array(pred), "extra_pred": np.array(extra, dtype=np.int64)}
+
+
+def test_ec57_by_record_counts_and_average_statistics():
+    # AAMI indices: N 0, S 1, V 2; -1: missed by the detector
+    parts = [
+        _part("a", [0, 0, 0, 1, 1], [0, 0, 1, 1, -1], extra=[1]),  # S: 1 of 2 found, called S 3 times
+        _part("b", [0, 0, 2, 2], [0, 2, 2, 0]),  # no S beat, none called S
+        _part("c", [1] * 8, [1] * 8),  # S: 8 of 8, all right
+    ]
+    t = evaluate.ec57_by_record(parts)
+    a, b, c = (t["records"][r] for r in "abc")
+    assert a["S"] == {"se": 0.5, "ppv": 1 / 3, "reference_beats": 2, "detected_as": 3, "tp": 1}
+    assert a["missed"] == 1 and a["extra"] == 1 and b["missed"] == 0
+    assert np.isnan(b["S"]["se"]) and np.isnan(b["S"]["ppv"]) and b["V"]["se"] == b["V"]["ppv"] == 0.5
+    # average statistics: every record with the class counts once (gross S Se would be 9 / 10)
+    assert t["average"]["S"]["se"] == pytest.approx((0.5 + 1.0) / 2) and t["average"]["S"]["se_records"] == 2
+    assert t["average"]["S"]["ppv"] == pytest.approx((1 / 3 + 1.0) / 2) and t["average"]["S"]["ppv_records"] == 2
+    assert np.isnan(t["average"]["F"]["se"]) and t["average"]["F"]["se_records"] == 0
+    gross = evaluate.ec57_table(parts)
+    assert gross["S"]["se"] == pytest.approx(9 / 10)
 
 
 def test_eval_bad_weights_is_one_line_error(tmp_path, capsys):

@@ -20,6 +20,11 @@ Two kinds of figures are written to ``metrics.json``:
     of that class.  Given with and without record 232 (which holds most DS2
     S beats).  For the ``seed`` protocol (a split by beat) only the
     classification table is meaningful and missed beats are not counted.
+``ec57_by_record``
+    The same table record by record, and the EC57 *average* statistics (the
+    means of the per-record Se and +P), which weigh every patient alike
+    where the gross table above weighs every beat alike
+    (:func:`ec57_by_record`); ``report.md`` shows both.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +55,7 @@ from .metrics import confusion, macro_f1, per_class, roc_auc_ovr, roc_curve
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ec57_part", "ec57_reference", "ec57_table", "evaluate", "main"]
+__all__ = ["ec57_by_record", "ec57_part", "ec57_reference", "ec57_table", "evaluate", "main"]
 
 
 def ec57_reference(rb: ds.RecordBeats) -> dict[str, Any]:
@@ -122,6 +128,51 @@ def ec57_table(parts: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> di
             "detected_as": int(pred),
         }
     return out
+
+
+def ec57_by_record(parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Record-by-record AAMI Se / +P of the live chain, and their average statistics.
+
+    EC57 reports each record's beat-by-beat comparison as well as the gross
+    statistics of :func:`ec57_table` (counts summed over records); the
+    *average* statistics are the means of the per-record ratios over the
+    records where each is defined, which weigh every patient alike rather
+    than every beat (record 232's 1 382 S beats, for example).
+
+    Parameters
+    ----------
+    parts : list of dict
+        :func:`ec57_part` of each record, as for :func:`ec57_table`.
+
+    Returns
+    -------
+    dict
+        ``records``: per record (in the order of ``parts``), per AAMI class:
+        ``reference_beats``, ``detected_as`` (detections given the class,
+        with or without a reference beat), ``tp``, ``se`` and ``ppv``
+        (fractions; nan where the class has no reference beat or no
+        detection); and ``missed`` (reference beats with a class that no
+        detection matched) and ``extra`` (detections without a reference
+        beat).  ``average``: per AAMI class, ``se`` and ``ppv`` (the mean over
+        the records where each is defined, nan when none) and ``se_records``
+        and ``ppv_records`` (how many records each mean is over).
+    """
+    records: dict[str, Any] = {}
+    for p in parts:
+        t = ec57_table([p])
+        row: dict[str, Any] = {}
+        for i, c in enumerate(AAMI_CLASSES):
+            row[c] = {**t[c], "tp": int(t["matrix_rows_ref_NSVFQ_none"][i][i])}
+        row["missed"] = int(np.sum(p["ref_pred"] < 0))
+        row["extra"] = int(p["extra_pred"].size)
+        records[p["record"]] = row
+    average: dict[str, Any] = {}
+    for c in AAMI_CLASSES:
+        se = [r[c]["se"] for r in records.values() if math.isfinite(r[c]["se"])]
+        ppv = [r[c]["ppv"] for r in records.values() if math.isfinite(r[c]["ppv"])]
+        average[c] = {"se": float(np.mean(se)) if se else float("nan"), "ppv": float(np.mean(ppv)) if ppv else float("nan"),
+                      "se_records": len(se), "ppv_records": len(ppv)}  # fmt: skip
+    return {"records": records, "average": average}
 
 
 def _history_for(weights: Path) -> Path | None:
@@ -305,6 +356,7 @@ def evaluate(
         metrics["accuracy_without_232"] = float((pred[no232] == yl[no232]).mean())
     if parts:
         metrics["ec57"] = ec57_table(parts)
+        metrics["ec57_by_record"] = ec57_by_record(parts)
         if any(pp["record"] == "232" for pp in parts):
             metrics["ec57_without_232"] = ec57_table(parts, exclude=("232",))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
@@ -467,6 +519,8 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
             a = m["ec57"][c]
             b = m.get("ec57_without_232", {}).get(c, {"se": float("nan"), "ppv": float("nan")})
             lines.append(f"| {c} | {a['reference_beats']} | {_pct(a['se'])} | {_pct(a['ppv'])} | {_pct(b['se'])} | {_pct(b['ppv'])} |")
+    if "ec57_by_record" in m:
+        lines += _by_record_lines(m["ec57_by_record"])
     lines += ["", "## AAMI classes, classified beats only", "", "| AAMI | n | Se % | +P % | F1 |", "|---|---|---|---|---|"]
     for c, v in m["aami_classification"].items():
         lines.append(f"| {c} | {v['support']} | {_pct(v['se'])} | {_pct(v['ppv'])} | {_f3(v['f1'])} |")
@@ -489,6 +543,26 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "",
     ]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _by_record_lines(t: dict[str, Any]) -> list[str]:
+    """report.md section of :func:`ec57_by_record`: average statistics, then one row per record."""
+    lines = ["", "### Average statistics (means of the per-record Se and +P, EC57; each patient counts once)", "",
+             "| AAMI | Se % | records | +P % | records |", "|---|---|---|---|---|"]  # fmt: skip
+    for c in AAMI_CLASSES:
+        a = t["average"][c]
+        lines.append(f"| {c} | {_pct(a['se'])} | {a['se_records']} | {_pct(a['ppv'])} | {a['ppv_records']} |")
+    classes = AAMI_CLASSES[:4]  # Q: a handful of beats, in metrics.json
+    lines += ["", "### Record by record (reference beats, Se % / +P %; a dash: no beat of the class, or none called it)", "",
+              "| record | " + " | ".join(f"{c} ref | {c} Se / +P" for c in classes) + " | missed | extra |",
+              "|---" * (2 * len(classes) + 3) + "|"]  # fmt: skip
+    for rec, row in t["records"].items():
+        cells = []
+        for c in classes:
+            v = row[c]
+            cells += [str(v["reference_beats"]), f"{_pct(v['se'])} / {_pct(v['ppv'])}"]
+        lines.append(f"| {rec} | " + " | ".join(cells) + f" | {row['missed']} | {row['extra']} |")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
