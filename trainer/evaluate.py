@@ -126,6 +126,7 @@ def ec57_table(parts: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> di
             "ppv": float(tp / pred) if pred else float("nan"),
             "reference_beats": int(ref),
             "detected_as": int(pred),
+            "tp": int(tp),
         }
     return out
 
@@ -160,9 +161,7 @@ def ec57_by_record(parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     records: dict[str, Any] = {}
     for p in parts:
         t = ec57_table([p])
-        row: dict[str, Any] = {}
-        for i, c in enumerate(AAMI_CLASSES):
-            row[c] = {**t[c], "tp": int(t["matrix_rows_ref_NSVFQ_none"][i][i])}
+        row: dict[str, Any] = {c: t[c] for c in AAMI_CLASSES}
         row["missed"] = int(np.sum(p["ref_pred"] < 0))
         row["extra"] = int(p["extra_pred"].size)
         records[p["record"]] = row
