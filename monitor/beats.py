@@ -55,6 +55,7 @@ __all__ = [
     "live_front_end",
     "template_rms",
     "offline_beats",
+    "p_wave_ratio",
 ]
 
 #: Band of the monitor's display/classification filter, in Hz (high edge capped at 0.45 fs).
@@ -176,8 +177,78 @@ def template_rms(windows: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean((windows[:, 0].astype(np.float64) - windows[:, 1]) ** 2, axis=1))
 
 
+#: Parts of a beat window used by :func:`p_wave_ratio`, in seconds from the R peak, [start, stop).
+P_WAVE_S: tuple[float, float] = (-0.30, -0.10)
+#: The PR segment, the baseline of the P wave (see :data:`P_WAVE_S`).
+PR_SEGMENT_S: tuple[float, float] = (-0.10, -0.05)
+#: The QRS complex, whose range scales the P wave (see :data:`P_WAVE_S`).
+QRS_S: tuple[float, float] = (-0.06, 0.06)
+
+
+def p_wave_ratio(windows: np.ndarray, model_fs: float, pre_s: float) -> np.ndarray:
+    """How clearly a P wave stands out in beat windows: its amplitude over the QRS complex's range.
+
+    The largest deviation of the window from the median of its PR segment
+    (0.10 to 0.05 s before the R peak) between 0.30 and 0.10 s before the R
+    peak, over the range of the window from 0.06 s before to 0.06 s after
+    it.  On the median template of a patient's recent beats (channel 1 of
+    :attr:`BeatFeatures.windows`) it is about 0.1 or more in sinus rhythm on
+    MIT-BIH lead MLII and about 0.05 or less in atrial fibrillation, whose
+    fibrillatory waves, unlike P waves, do not line up from beat to beat and
+    cancel out in the median (atrial flutter's regular waves do not).  The
+    ratio does not depend on the window's offset or scale, so the normalised
+    windows give the same value as the signal in mV.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray, shape (..., n_window)
+        Windows at ``model_fs`` Hz starting ``pre_s`` seconds before the R peak.
+    model_fs : float
+        Their sampling rate, in Hz.
+    pre_s : float
+        Seconds of each window before the R peak (0.30 at least).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (...)
+        The ratio (dimensionless, >= 0; NaN for a flat QRS part).
+
+    Raises
+    ------
+    ConfigError
+        When the windows do not cover 0.30 s before to 0.06 s after the R peak.
+
+    Examples
+    --------
+    >>> t = np.arange(128) / 128.0 - 0.5
+    >>> beat = np.exp(-(t / 0.02) ** 2) + 0.15 * np.exp(-((t + 0.2) / 0.04) ** 2)
+    >>> round(float(p_wave_ratio(beat, 128.0, 0.5)), 2)
+    0.15
+    """
+    w = np.asarray(windows, dtype=np.float64)
+
+    def part(span: tuple[float, float]) -> np.ndarray:
+        i, j = (round((t + pre_s) * model_fs) for t in span)
+        if i < 0 or j > w.shape[-1] or j <= i:
+            raise ConfigError(
+                f"windows of {w.shape[-1]} samples at {model_fs:g} Hz from {pre_s:g} s before the R peak do not cover "
+                f"{P_WAVE_S[0]:g} to {QRS_S[1]:g} s from it, which the P-wave measure needs"
+            )
+        return w[..., i:j]
+
+    base = np.median(part(PR_SEGMENT_S), axis=-1)
+    qrs = part(QRS_S)
+    rng = qrs.max(axis=-1) - qrs.min(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(part(P_WAVE_S) - base[..., None]).max(axis=-1) / np.where(rng > 0, rng, np.nan)
+
+
 #: Columns of :attr:`BeatFeatures.rhythm`.
-RHYTHM_NAMES: tuple[str, ...] = ("af_irregular", "af_regular")
+RHYTHM_NAMES: tuple[str, ...] = ("af_irregular", "af_regular", "p_wave", "pre_normal")
+#: An interval shorter than this share of the median of the last ``long_beats`` intervals is
+#: premature, and neither it nor the interval after it (the pause that may follow a premature
+#: beat) counts as normal for ``pre_normal`` (see :attr:`BeatFeatures.rhythm`).
+NORMAL_RR_MIN_RATIO = 0.8
 
 
 @dataclass(frozen=True)
@@ -195,7 +266,7 @@ class BeatFeatures:
         that it shows the patient's usual beat relative to this one.
     rr : numpy.ndarray of float32, shape (k, n_rr)
         RR features, in the order of :attr:`BeatFeaturizer.rr_names`.
-    rhythm : numpy.ndarray of float32, shape (k, 2), optional
+    rhythm : numpy.ndarray of float32, shape (k, 4), optional
         The rhythm before each beat, for decision rules rather than as a
         model input (:data:`RHYTHM_NAMES`), over the last ``af_beats``
         intervals of :class:`BeatFeaturizer` whatever its settings:
@@ -203,8 +274,18 @@ class BeatFeatures:
         ``|RR_i - RR_(i-lag)|`` over the median interval (low for a regular
         rhythm, for isolated ectopic beats, and for repeating patterns such
         as bigeminy and trigeminy; high only when the rhythm is irregularly
-        irregular, as in atrial fibrillation), and ``af_regular``, the share
-        of intervals within 10 % of their median (as with ``af_robust``).
+        irregular, as in atrial fibrillation), ``af_regular``, the share
+        of intervals within 10 % of their median (as with ``af_robust``),
+        ``p_wave``, :func:`p_wave_ratio` of the beat's template (the
+        median of the previous ``template_beats`` beats): how clearly P
+        waves precede the recent beats (NaN without the template channel),
+        and ``pre_normal``, the beat's interval from the previous beat over
+        the mean *normal* interval of the last ``long_beats``: like the
+        ``pre_long`` RR feature, but leaving out of the mean the intervals
+        shorter than :data:`NORMAL_RR_MIN_RATIO` of their running median
+        and the interval after each, so that frequent or running premature
+        beats do not shorten the reference they are judged against (the
+        median of the intervals when none is normal).
     """
 
     sample: np.ndarray
@@ -427,7 +508,11 @@ class BeatFeaturizer:
         self._started = False
         self._last_beat: int | None = None
         self._rr_hist: deque[float] = deque(maxlen=self.long_beats)
-        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd, madsd, regular, lagged]
+        # whether each interval of _rr_hist counts as normal (see NORMAL_RR_MIN_RATIO), and whether the last was short
+        self._rr_normal: deque[bool] = deque(maxlen=self.long_beats)
+        self._last_short = False
+        # [sample, pre, local, long, post or None, irregularity, previous pre, median local, pnn50, rmssd, madsd, regular, lagged,
+        #  pre over the mean normal interval]
         self._pending: deque[list] = deque()
         self._prev_pre: float | None = None
         self._templates: deque[np.ndarray] = deque(maxlen=max(1, self.template_beats))
@@ -529,6 +614,11 @@ class BeatFeaturizer:
                 self._pending[-1][4] = pre if pre is not None else -1.0
         if pre is not None and pre <= self.max_rr_s:
             self._rr_hist.append(pre)
+            short = pre < NORMAL_RR_MIN_RATIO * statistics.median(self._rr_hist)
+            self._rr_normal.append(not (short or self._last_short))
+            self._last_short = short
+        elif pre is None:
+            self._last_short = False  # a gap: the next interval does not follow a short one
         if pre is None:
             pre = self._rr_fallback()
         if self._rr_hist:
@@ -546,7 +636,9 @@ class BeatFeaturizer:
         pnn50, rmssd, madsd, regular, lagged = self._af_measures()  # lagged, regular: BeatFeatures.rhythm, always
         pre = min(pre, self.max_rr_s)
         prev = pre if self._prev_pre is None else self._prev_pre
-        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd, madsd, regular, lagged])
+        normal = list(itertools.compress(self._rr_hist, self._rr_normal))
+        ref = math.fsum(normal) / len(normal) if normal else (statistics.median(self._rr_hist) if self._rr_hist else pre)
+        self._pending.append([b, pre, local, long_, None, irregular, prev, median, pnn50, rmssd, madsd, regular, lagged, pre / ref])
         self._prev_pre = pre
         self._last_beat = b
         self.beats_in += 1
@@ -597,8 +689,8 @@ class BeatFeaturizer:
         if not k:
             empty = np.zeros((0, len(RHYTHM_NAMES)), np.float32)
             return BeatFeatures(np.zeros(0, np.int64), wins, np.zeros((0, len(self.rr_names)), np.float32), empty)
-        cols = np.array([it[1:4] + it[5:13] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd madsd regular lagged
-        pre, local, long_, irregular, prev, median, pnn50, rmssd, madsd, regular, lagged = cols.T
+        cols = np.array([it[1:4] + it[5:14] for it in items], dtype=np.float64)  # pre local long irregular prev median pnn50 rmssd madsd regular lagged pre_normal
+        pre, local, long_, irregular, prev, median, pnn50, rmssd, madsd, regular, lagged, pre_normal = cols.T
         samples = np.array([it[0] for it in items], dtype=np.int64)
         w = self._windows(samples)
         if self.template_beats:
@@ -631,7 +723,11 @@ class BeatFeaturizer:
             feats += [madsd, regular]
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
-        return BeatFeatures(samples, wins, rr, np.stack([lagged, regular], axis=1).astype(np.float32))
+        if self.template_beats and self.pre_s >= -P_WAVE_S[0] and self.post_s >= QRS_S[1]:
+            p_wave = p_wave_ratio(wins[:, 1], self.model_fs, self.pre_s)
+        else:
+            p_wave = np.full(k, np.nan)
+        return BeatFeatures(samples, wins, rr, np.stack([lagged, regular, p_wave, pre_normal], axis=1).astype(np.float32))
 
     def _template_of(self, w: np.ndarray) -> np.ndarray:
         """Median of the previous ``template_beats`` windows of each beat (its own window for the first beat)."""

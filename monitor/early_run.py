@@ -49,10 +49,10 @@ from typing import Sequence
 
 import numpy as np
 
-from replay._validate import ensure_int
+from replay._validate import check_option, ensure_int
 from replay.errors import ConfigError
 
-from .model import Classifier, af_rule, early_beat_rule
+from .model import PREMATURITY_REFERENCES, Classifier, af_rule, early_beat_rule, s_rule_rr
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class EarlyRunRule:
         its ``pre_long`` and ``pre_local`` RR features are below them, and
         stays in the run while its ``pre_long`` is below ``max_run_pre_long``.
     af_thresholds : tuple of float
-        ``(min_irregular, max_regular)`` of the AF rule: no run in AF-like
+        ``(min_irregular, max_regular[, max_p_wave])`` of the AF rule: no run in AF-like
         rhythm (:func:`monitor.model.af_like`).
     pre_long_index, pre_local_index : int
         Columns of ``pre_long`` and ``pre_local`` in the RR features.
@@ -81,6 +81,9 @@ class EarlyRunRule:
     max_run_pre_long : float, optional
         ``pre_long`` threshold (a ratio, > 0) below which the later beats of
         a run stay in it; default ``max_pre_long``.
+    reference : {"long", "normal"}
+        Whether "``pre_long``" is the RR feature or the rhythm's
+        ``pre_normal`` (:func:`monitor.model.prematurity_reference`).
     """
 
     def __init__(
@@ -88,12 +91,13 @@ class EarlyRunRule:
         max_beats: int,
         max_pre_long: float,
         max_pre_local: float,
-        af_thresholds: tuple[float, float],
+        af_thresholds: tuple[float, ...],
         pre_long_index: int,
         pre_local_index: int,
         n_group: Sequence[int],
         s_group: Sequence[int],
         max_run_pre_long: float | None = None,
+        reference: str = "long",
     ) -> None:
         self.max_beats = ensure_int("max_beats", max_beats)
         if not 1 <= self.max_beats <= 1000:
@@ -105,7 +109,8 @@ class EarlyRunRule:
         self.max_run_pre_long = self.max_pre_long if max_run_pre_long is None else float(max_run_pre_long)
         if not (np.isfinite(self.max_run_pre_long) and self.max_run_pre_long > 0):
             raise ConfigError(f"max_run_pre_long must be a positive ratio, got {max_run_pre_long!r}")
-        self.af_thresholds = (float(af_thresholds[0]), float(af_thresholds[1]))
+        self.af_thresholds = tuple(float(t) for t in af_thresholds)
+        self.reference = check_option("reference", reference, PREMATURITY_REFERENCES)
         self.pre_long_index = ensure_int("pre_long_index", pre_long_index)
         self.pre_local_index = ensure_int("pre_local_index", pre_local_index)
         self.n_group = np.asarray(n_group, dtype=np.int64)
@@ -138,6 +143,7 @@ class EarlyRunRule:
             classifier._n_group,
             classifier._s_group,
             classifier.early_run_max_pre_long,
+            classifier.prematurity_reference,
         )
 
     def reset(self) -> None:
@@ -156,7 +162,7 @@ class EarlyRunRule:
             (:meth:`~monitor.model.Classifier.predict_proba`).
         rr : numpy.ndarray, shape (k, n_rr)
             Their RR features.
-        rhythm : numpy.ndarray, shape (k, 2)
+        rhythm : numpy.ndarray, shape (k, 3)
             Their rhythm measures (:attr:`~monitor.beats.BeatFeatures.rhythm`).
 
         Returns
@@ -172,6 +178,8 @@ class EarlyRunRule:
         in_af = Classifier._af_like(rhythm, k, self.af_thresholds)  # checks the shape of rhythm
         if k == 0:
             return prob
+        if self.reference == "normal":
+            rr = s_rule_rr(rr, rhythm, self.pre_long_index)
         pre_long = rr[:, self.pre_long_index]
         stays = (pre_long < self.max_run_pre_long) & ~in_af
         early = ((pre_long < self.max_pre_long) & (rr[:, self.pre_local_index] < self.max_pre_local) & ~in_af).tolist()

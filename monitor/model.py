@@ -55,7 +55,13 @@ the S probability to the beat's most probable class of AAMI N, which then
 becomes the most probable class.  Isolated ectopic beats, or runs of them with
 pauses, keep those measures low, so premature beats in a sinus rhythm keep
 their label, and so do atrial bigeminy and trigeminy, which are regular
-at their period.  See :func:`af_rule`.
+at their period.  The table may also hold ``max_p_wave``: the rhythm then
+looks like AF only while, in addition, the template of the recent beats
+shows no clear P wave (its ``p_wave`` measure, :func:`monitor.beats.p_wave_ratio`,
+at most ``max_p_wave``), so that sinus rhythm made irregular by frequent
+ectopic beats, sinus arrhythmia or pauses, whose P waves stay, is not taken
+for atrial fibrillation, whose fibrillatory waves cancel out in the median
+template.  See :func:`af_rule`.
 
 Prematurity rule
 ----------------
@@ -133,6 +139,23 @@ early-beat rule's ``max_pre_long``, or below
 N beats outside AF-like rhythm, like the early-beat rule's thresholds; see
 :func:`early_run_max_pre_long`).
 
+Prematurity reference
+---------------------
+The S rules above (prematurity, early-beat and early-run) judge how early a
+beat comes by ``pre_long``, its interval over the mean of the last
+``long_beats`` intervals.  Frequent premature beats, and runs of them,
+shorten that mean, so the premature beats of such a patient look less
+early than they are.  With ``meta["prematurity_reference"] = "normal"``
+(``ecg-train --prematurity-reference normal``) the S rules use instead the
+``pre_normal`` measure of :attr:`monitor.beats.BeatFeatures.rhythm`: the
+interval over the mean of the recent *normal* intervals, leaving out those
+shorter than :data:`monitor.beats.NORMAL_RR_MIN_RATIO` of their running
+median and the interval after each, as Holter analysers take their
+reference from normal-to-normal intervals.  Their thresholds are then
+quantiles of ``pre_normal`` (and, for the early-beat rule, ``pre_local``)
+over the training beats.  The V prematurity rule keeps ``pre_long``.  The
+network's inputs do not change.  See :func:`prematurity_reference`.
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -166,7 +189,7 @@ from torch import nn
 from replay._validate import ensure_int
 from replay.errors import ConfigError
 
-from .beats import BeatFeaturizer, template_rms
+from .beats import P_WAVE_S, QRS_S, BeatFeaturizer, template_rms
 from .labels import CLASS_TO_AAMI
 
 logger = logging.getLogger(__name__)
@@ -180,6 +203,8 @@ __all__ = [
     "Ensemble",
     "af_rule",
     "build_model",
+    "prematurity_reference",
+    "s_rule_rr",
     "af_like",
     "default_hparams",
     "early_beat_rule",
@@ -507,13 +532,14 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         early_beat_to_v(meta)
         early_run_beats(meta)
         early_run_max_pre_long(meta)
+        prematurity_reference(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
     return model, meta
 
 
-def _number_pair(raw: Any, keys: tuple[str, str]) -> list[float] | None:
+def _number_pair(raw: Any, keys: tuple[str, ...]) -> list[float] | None:
     """The values of ``raw``, a table of exactly ``keys`` holding finite numbers; None when it is not one."""
     if not isinstance(raw, dict) or set(raw) != set(keys):
         return None
@@ -523,42 +549,64 @@ def _number_pair(raw: Any, keys: tuple[str, str]) -> list[float] | None:
     return [float(v) for v in vals]
 
 
-def af_like(rhythm: np.ndarray, thresholds: tuple[float, float]) -> np.ndarray:
-    """Which beats follow an AF-like rhythm, by the AF rule's ``(min_irregular, max_regular)``.
+def af_like(rhythm: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
+    """Which beats follow an AF-like rhythm, by the AF rule's ``(min_irregular, max_regular[, max_p_wave])``.
 
     Parameters
     ----------
-    rhythm : numpy.ndarray, shape (k, 2)
-        :attr:`monitor.beats.BeatFeatures.rhythm` of the beats (``af_irregular``, ``af_regular``).
+    rhythm : numpy.ndarray, shape (k, 2) or (k, 3)
+        :attr:`monitor.beats.BeatFeatures.rhythm` of the beats (``af_irregular``, ``af_regular``,
+        ``p_wave``; the third column is needed only with ``max_p_wave``).
     thresholds : tuple of float
         See :func:`af_rule`.
 
     Returns
     -------
     numpy.ndarray of bool, shape (k,)
-        ``af_irregular > min_irregular`` and ``af_regular < max_regular``.
+        ``af_irregular > min_irregular`` and ``af_regular < max_regular``
+        (and ``p_wave <= max_p_wave`` when it is given).
     """
-    return (rhythm[:, 0] > thresholds[0]) & (rhythm[:, 1] < thresholds[1])
+    out = (rhythm[:, 0] > thresholds[0]) & (rhythm[:, 1] < thresholds[1])
+    if len(thresholds) > 2:
+        out &= rhythm[:, 2] <= thresholds[2]
+    return out
 
 
-def af_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
-    """The AF rule's thresholds in a model's metadata: ``(min_irregular, max_regular)``, or None.
+def af_rule(meta: dict[str, Any]) -> tuple[float, ...] | None:
+    """The AF rule's thresholds in a model's metadata: ``(min_irregular, max_regular[, max_p_wave])``, or None.
+
+    ``max_p_wave`` (optional, > 0) is returned only when the table has it;
+    it needs the featurizer's template channel, and windows from at least
+    0.30 s before to 0.06 s after the R peak (:func:`monitor.beats.p_wave_ratio`).
 
     Raises
     ------
     ConfigError
-        When ``meta["af_rule"]`` is not a table of ``min_irregular`` (> 0) and
-        ``max_regular`` (in (0, 1]), or the model has no S class (A).
+        When ``meta["af_rule"]`` is not a table of ``min_irregular`` (> 0),
+        ``max_regular`` (in (0, 1]) and optionally ``max_p_wave`` (> 0), the
+        model has no S class (A), or ``max_p_wave`` is given for a featurizer
+        without what the P-wave measure needs.
     """
     raw = meta.get("af_rule")
     if raw is None:
         return None
-    vals = _number_pair(raw, ("min_irregular", "max_regular"))
-    if vals is None or not (vals[0] > 0 and 0 < vals[1] <= 1):
-        raise ConfigError(f"metadata 'af_rule' must be {{\"min_irregular\": > 0, \"max_regular\": 0 to 1}}, got {raw!r:.80}")
+    keys = ("min_irregular", "max_regular", "max_p_wave") if isinstance(raw, dict) and "max_p_wave" in raw else ("min_irregular", "max_regular")
+    vals = _number_pair(raw, keys)
+    if vals is None or not (vals[0] > 0 and 0 < vals[1] <= 1 and all(v > 0 for v in vals[2:])):
+        raise ConfigError(
+            f"metadata 'af_rule' must be {{\"min_irregular\": > 0, \"max_regular\": 0 to 1[, \"max_p_wave\": > 0]}}, got {raw!r:.80}"
+        )
     if "S" not in (CLASS_TO_AAMI.get(c) for c in meta["classes"]):
         raise ConfigError("metadata 'af_rule' needs a class of AAMI S")
-    return float(vals[0]), float(vals[1])
+    if len(vals) > 2:
+        fz = meta.get("featurizer") or {}
+        pre_s, post_s = float(fz.get("pre_s", 0.5)), float(fz.get("post_s", 0.5))
+        if not (int(fz.get("template_beats", 16)) > 0 and pre_s >= -P_WAVE_S[0] and post_s >= QRS_S[1]):
+            raise ConfigError(
+                "metadata 'af_rule' has max_p_wave, which needs the template channel (template_beats > 0) and windows "
+                f"from at least {-P_WAVE_S[0]:g} s before to {QRS_S[1]:g} s after the R peak"
+            )
+    return tuple(vals)
 
 
 def _positive_entry(meta: dict[str, Any], key: str) -> float | None:
@@ -694,6 +742,55 @@ def early_run_beats(meta: dict[str, Any]) -> int | None:
     return int(raw)
 
 
+#: Values of ``meta["prematurity_reference"]``: the S rules' interval ratio (see the module notes).
+PREMATURITY_REFERENCES: tuple[str, ...] = ("long", "normal")
+
+
+def prematurity_reference(meta: dict[str, Any]) -> str:
+    """Which interval ratio the S rules judge prematurity by: ``"long"`` (``pre_long``, default) or ``"normal"``.
+
+    ``"normal"`` is the ``pre_normal`` column of
+    :attr:`monitor.beats.BeatFeatures.rhythm` (see the module notes).
+
+    Raises
+    ------
+    ConfigError
+        When the entry is neither, or is ``"normal"`` for a model without
+        the ``pre_long`` RR feature (whose column the rules replace).
+    """
+    value = meta.get("prematurity_reference", "long")
+    if value not in PREMATURITY_REFERENCES:
+        raise ConfigError(f"metadata 'prematurity_reference' must be one of {', '.join(PREMATURITY_REFERENCES)}, got {value!r:.40}")
+    if value == "normal" and "pre_long" not in meta["rr_names"]:
+        raise ConfigError("metadata 'prematurity_reference' = 'normal' needs the pre_long RR feature")
+    return value
+
+
+def s_rule_rr(rr: np.ndarray, rhythm: np.ndarray, pre_long_index: int) -> np.ndarray:
+    """RR features for the S rules with the ``normal`` reference: ``pre_long`` replaced by ``pre_normal``.
+
+    Parameters
+    ----------
+    rr : numpy.ndarray, shape (k, n_rr)
+        RR features of the beats.
+    rhythm : numpy.ndarray, shape (k, 4)
+        Their :attr:`monitor.beats.BeatFeatures.rhythm` (``pre_normal`` in column 3).
+    pre_long_index : int
+        Column of ``pre_long`` in ``rr``.
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy of ``rr`` (the input is not changed).
+    """
+    rhythm = np.asarray(rhythm)
+    if rhythm.ndim != 2 or rhythm.shape[0] != rr.shape[0] or rhythm.shape[1] < 4:
+        raise ConfigError(f"rhythm must have shape ({rr.shape[0]}, 4) with pre_normal for the normal prematurity reference, got {rhythm.shape}")
+    out = np.array(rr, dtype=np.float32, copy=True)
+    out[:, pre_long_index] = rhythm[:, 3]
+    return out
+
+
 def early_run_max_pre_long(meta: dict[str, Any]) -> float | None:
     """The early-run rule's own ``pre_long`` threshold in a model's metadata, or None.
 
@@ -799,7 +896,7 @@ class Classifier:
         self._n_group = np.array([i for i, a in enumerate(self.aami) if a == "N"], dtype=np.int64)
         #: Thresholds of the AF rule, ``(min_irregular, max_regular)`` (see the module notes); None: no
         #: rule.  Set it to None to measure the model without the rule (``ecg-eval --no-af-rule``).
-        self.af_rule: tuple[float, float] | None = af_rule(meta)
+        self.af_rule: tuple[float, ...] | None = af_rule(meta)
         self._s_group = np.array([i for i, a in enumerate(self.aami) if a == "S"], dtype=np.int64)
         #: Threshold of the prematurity rule (see the module notes); None: no rule.  Set it to None
         #: to measure the model without the rule (``ecg-eval --no-prematurity-rule``).
@@ -815,7 +912,7 @@ class Classifier:
         self.early_beat_rule: tuple[float, float] | None = early_beat_rule(meta)
         #: The AF thresholds by which the early-beat rule skips AF-like rhythm (the file's; kept when
         #: :attr:`af_rule` is set to None).
-        self.early_beat_af_rule: tuple[float, float] | None = self.af_rule
+        self.early_beat_af_rule: tuple[float, ...] | None = self.af_rule
         #: Whether the early-beat rule moves an early beat's N probability to its most probable class
         #: of AAMI S or V (True) or of S alone (False: files without ``early_beat_to_v``).  Set it to
         #: False to measure what it adds (``ecg-eval --no-early-beat-to-v``).
@@ -828,6 +925,9 @@ class Classifier:
         #: (:func:`early_run_max_pre_long`); None: the early-beat rule's ``max_pre_long``.
         self.early_run_max_pre_long: float | None = early_run_max_pre_long(meta)
         self._pre_local = list(meta["rr_names"]).index("pre_local") if "pre_local" in meta["rr_names"] else None
+        #: The S rules' interval ratio, ``"long"`` or ``"normal"`` (:func:`prematurity_reference`), the
+        #: one their thresholds in the file are quantiles of.
+        self.prematurity_reference: str = prematurity_reference(meta)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:
@@ -857,7 +957,7 @@ class Classifier:
             RR features from the featurizer.
         batch_size : int
             Beats per forward pass.
-        rhythm : numpy.ndarray, shape (k, 2), optional
+        rhythm : numpy.ndarray, shape (k, 3), optional
             :attr:`~monitor.beats.BeatFeatures.rhythm` of the beats, for the
             AF rule (:attr:`af_rule`); without it that rule is not applied.
 
@@ -919,13 +1019,20 @@ class Classifier:
             self._fusion_rule(windows, out)
         if self.af_rule is not None and rhythm is not None:
             self._af_rule(rhythm, out)
-        if self.prematurity_max_rr_ratio is not None and self._pre_long is not None:
-            self._prematurity_rule(rr, out)
+        rr_s = self.s_rule_rr(rr, rhythm)  # None: the S rules' ratio is not known without rhythm
+        if self.prematurity_max_rr_ratio is not None and self._pre_long is not None and rr_s is not None:
+            self._prematurity_rule(rr_s, out)
         if self.v_prematurity_max_rr_ratio is not None and self._pre_long is not None:
             self._v_prematurity_rule(rr, out)
         if self.early_beat_rule is not None and rhythm is not None:
-            self._early_beat_rule(rr, rhythm, out)
+            self._early_beat_rule(rr_s, rhythm, out)
         return out
+
+    def s_rule_rr(self, rr: np.ndarray, rhythm: np.ndarray | None) -> np.ndarray | None:
+        """The RR features the S rules read: ``rr`` itself, or with the ``normal`` reference :func:`s_rule_rr` (None without ``rhythm``)."""
+        if self.prematurity_reference == "long" or self._pre_long is None:
+            return rr
+        return None if rhythm is None else s_rule_rr(rr, rhythm, self._pre_long)
 
     @staticmethod
     def _move(prob: np.ndarray, rows: np.ndarray, cols: np.ndarray, group: np.ndarray) -> None:
@@ -950,11 +1057,12 @@ class Classifier:
         self._move_to_n(prob, match, np.array([self._f]))
 
     @staticmethod
-    def _af_like(rhythm: np.ndarray, n: int, thresholds: tuple[float, float]) -> np.ndarray:
+    def _af_like(rhythm: np.ndarray, n: int, thresholds: tuple[float, ...]) -> np.ndarray:
         """:func:`af_like` of ``n`` beats, after checking the shape of ``rhythm``."""
         rhythm = np.asarray(rhythm, dtype=np.float32)
-        if rhythm.shape != (n, 2):
-            raise ConfigError(f"rhythm must have shape ({n}, 2), got {rhythm.shape}")
+        cols = 3 if len(thresholds) > 2 else 2
+        if rhythm.ndim != 2 or rhythm.shape[0] != n or rhythm.shape[1] < cols:
+            raise ConfigError(f"rhythm must have shape ({n}, {cols}) or more columns, got {rhythm.shape}")
         return af_like(rhythm, thresholds)
 
     def _af_rule(self, rhythm: np.ndarray, prob: np.ndarray) -> None:

@@ -273,7 +273,8 @@ def test_rhythm_columns_tell_af_from_bigeminy_and_ectopy():
     fz = BeatFeaturizer(360.0, template_beats=0, use_post_rr=False)
     out = featurize_beats(np.zeros(beats[-1] + 720), beats, 360.0, template_beats=0, use_post_rr=False)
     assert out.rhythm.shape == (beats.size, len(RHYTHM_NAMES)) and len(fz.rr_names) == out.rr.shape[1] == 7
-    irregular, regular = out.rhythm.T
+    irregular, regular, p_wave, _ = out.rhythm.T
+    assert np.isnan(p_wave).all()  # no template channel: no P-wave measure
     intervals = np.diff(beats) / 360.0
     for j in (1, 2, 3, 5, 40, 63, 127, 191, 255, 319):  # against numpy on beat j's last 33 intervals
         recent = intervals[max(0, j - 33) : j]
@@ -293,3 +294,65 @@ def test_rhythm_columns_tell_af_from_bigeminy_and_ectopy():
     got = _stream(BeatFeaturizer(360.0, template_beats=0, use_post_rr=False), y, keep, 97, lag=105)
     np.testing.assert_array_equal(got.sample, ref.sample)
     np.testing.assert_array_equal(got.rhythm, ref.rhythm)
+
+
+def test_p_wave_ratio_measures_the_p_wave_of_the_template_and_the_featurizer_reports_it():
+    from monitor.beats import p_wave_ratio
+
+    t = np.arange(128) / 128.0 - 0.5
+    qrs = np.exp(-((t / 0.02) ** 2))
+    p = np.exp(-(((t + 0.2) / 0.04) ** 2))
+    assert p_wave_ratio(qrs + 0.15 * p, 128.0, 0.5) == pytest.approx(0.149, abs=0.002)
+    assert p_wave_ratio(qrs, 128.0, 0.5) < 1e-6
+    # scale and offset free, any leading shape
+    both = np.stack([qrs + 0.15 * p, 3.0 * (qrs + 0.15 * p) - 2.0])
+    np.testing.assert_allclose(p_wave_ratio(both, 128.0, 0.5), 0.149, atol=0.002)
+    assert np.isnan(p_wave_ratio(np.zeros(128), 128.0, 0.5))  # flat: no QRS to scale by
+    with pytest.raises(ConfigError, match="do not cover"):
+        p_wave_ratio(qrs[40:], 128.0, 0.5 - 40 / 128)
+    # a stream of beats with P waves, then the same QRS complexes without them (as in AF)
+    fs = 360.0
+    beats = np.arange(1, 121) * 288  # 0.8 s apart
+    x = np.zeros(beats[-1] + 720)
+    n = np.arange(x.size) / fs
+    for i, b in enumerate(beats):
+        x += np.exp(-(((n - b / fs) / 0.02) ** 2))
+        if i < 60:
+            x += 0.15 * np.exp(-(((n - b / fs + 0.2) / 0.04) ** 2))
+    out = featurize_beats(x, beats, fs, use_post_rr=False)
+    assert out.rhythm.shape == (beats.size, len(RHYTHM_NAMES)) and RHYTHM_NAMES[2] == "p_wave"
+    pw = out.rhythm[:, 2]
+    assert (pw[20:60] > 0.12).all() and (pw[90:] < 0.02).all()  # the template of the previous 16 beats
+    np.testing.assert_allclose(pw, p_wave_ratio(out.windows[:, 1], 128.0, 0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_pre_normal_judges_premature_beats_against_the_normal_intervals_only():
+    from monitor.beats import NORMAL_RR_MIN_RATIO
+
+    fs = 360.0
+    # 60 beats of sinus rhythm at 0.8 s, then trigeminy: two sinus beats, a premature beat 0.5 s after
+    # the last, and a 1.1 s pause, as with frequent premature atrial beats
+    rr = np.r_[np.full(60, 0.8), np.tile([0.8, 0.8, 0.5, 1.1], 60)]
+    beats = (360 + np.cumsum(np.round(rr * fs))).astype(np.int64)
+    out = featurize_beats(np.zeros(beats[-1] + 720), beats, fs, use_post_rr=False)
+    fz = BeatFeaturizer(fs, use_post_rr=False)
+    pre_long = out.rr[:, fz.rr_names.index("pre_long")]
+    pre_normal = out.rhythm[:, RHYTHM_NAMES.index("pre_normal")]
+    np.testing.assert_allclose(pre_normal[2:60], 1.0, atol=1e-3)
+    premature = np.flatnonzero(np.isclose(out.rr[:, 0], 0.5, atol=0.01))
+    late = premature[premature > 200]
+    # the long mean is (0.8 + 0.8 + 0.5 + 1.1) / 4 = 0.8 as well here, but the normal mean leaves out the
+    # short interval and the pause after it: 0.5 / 0.8
+    np.testing.assert_allclose(pre_normal[late], 0.5 / 0.8, atol=2e-3)
+    np.testing.assert_allclose(pre_long[late], 0.5 / 0.8, atol=2e-3)
+    # runs of premature beats (fewer than half the beats, so that the median interval stays a normal
+    # one): the long mean falls with them, the normal mean does not
+    rr = np.r_[np.full(200, 0.8), np.tile(np.r_[np.full(20, 0.55), 0.9, np.full(30, 0.8)], 8)]
+    beats = (360 + np.cumsum(np.round(rr * fs))).astype(np.int64)
+    out = featurize_beats(np.zeros(beats[-1] + 720), beats, fs, use_post_rr=False)
+    in_run = np.flatnonzero(np.isclose(out.rr[:, 0], 0.55, atol=0.01))[-20:]
+    pre_long = out.rr[in_run, fz.rr_names.index("pre_long")]
+    pre_normal = out.rhythm[in_run, RHYTHM_NAMES.index("pre_normal")]
+    assert 0.55 / 0.8 < NORMAL_RR_MIN_RATIO
+    np.testing.assert_allclose(pre_normal, 0.55 / 0.8, atol=2e-3)
+    assert (pre_long > pre_normal + 0.05).all()

@@ -132,7 +132,7 @@ def test_reset_forgets_the_run_and_bad_arguments_are_rejected():
     with pytest.raises(ConfigError, match="rr must have shape"):
         rule.process(_probs("NN"), np.zeros((3, 2)), np.zeros((2, 2)))
     with pytest.raises(ConfigError, match="rhythm must have shape"):
-        rule.process(_probs("NN"), np.zeros((2, 2)), np.zeros((2, 3)))
+        rule.process(_probs("NN"), np.zeros((2, 2)), np.zeros((2, 1)))
     for bad, error in ((0, ConfigError), (1001, ConfigError), (2.5, TypeError), (True, TypeError)):
         with pytest.raises(error, match="max_beats"):
             EarlyRunRule(bad, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A])
@@ -210,3 +210,17 @@ def test_the_stream_monitor_keeps_one_rule_per_stream_and_resets_it(tmp_path):
     assert a.early_runs.since_early is None
     clf.early_run_beats = None
     assert StreamMonitor("c", 360.0, ("MLII",), classifier=clf).early_runs is None
+
+
+def test_the_normal_reference_reads_pre_normal_from_the_rhythm_instead_of_pre_long():
+    rule = EarlyRunRule(3, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A], reference="normal")
+    # pre_long says "not early" (0.95); the rhythm's pre_normal (column 3) says early (0.7)
+    rr, _ = _beats([0.95, 0.95, 0.95], [0.8, 0.95, 0.95])
+    rh = np.array([REGULAR + [0.1, 0.7]] * 3, np.float32)
+    assert rule.process(_probs("ANN"), rr, rh).argmax(1).tolist() == [A, A, A]
+    plain = _rule()
+    assert plain.process(_probs("ANN"), rr, rh).argmax(1).tolist() == [A, N, N]  # pre_long: no run
+    with pytest.raises(ConfigError, match="pre_normal"):
+        EarlyRunRule(3, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A], reference="normal").process(_probs("A"), rr[:1], rh[:1, :2])
+    with pytest.raises(ConfigError, match="Did you mean 'normal'"):
+        EarlyRunRule(3, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [A], reference="norml")

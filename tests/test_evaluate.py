@@ -320,6 +320,22 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--logit-offset", "X=1", *common]) == 2
     assert "unknown class 'X'" in capsys.readouterr().err
     assert f"below {run_rule['max_pre_long']:.3f} times the long mean RR" in (tmp_path / "ev11" / "report.md").read_text()
+    # the normal-interval reference: every S rule in the file must get its threshold again, as a
+    # quantile of pre_normal over the same beats
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--prematurity-reference", "normal", *s_rich]) == 2
+    err = capsys.readouterr().err
+    assert "--prematurity-quantile, --early-beat-quantile, --early-run-quantile" in err and "Traceback" not in err
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--prematurity-reference", "normal", "--prematurity-quantile", "0.05",
+                           "--early-beat-quantile", "0.005", "--early-run-beats", "10", "--early-run-quantile", "0.02", "--config", str(cfg),
+                           "--weights-out", str(tmp_path / "normal.pt"), *s_rich]) == 0  # fmt: skip
+    nr = Classifier.from_file(tmp_path / "normal.pt")
+    assert nr.prematurity_reference == "normal" == nr.meta["training"]["prematurity_reference"]
+    assert nr.meta["training"]["early_beat_rule"]["n_beats"] == early["n_beats"]  # the same N beats, another ratio
+    assert nr.early_beat_rule[1] == four.early_beat_rule[1] and nr.early_beat_rule[0] != four.early_beat_rule[0]
+    assert nr.prematurity_max_rr_ratio != prem["max_rr_ratio"] and nr.v_prematurity_max_rr_ratio is None
+    m14 = _eval_record_100(tmp_path / "normal.pt", mitdb, tmp_path / "cache", tmp_path / "ev14")
+    assert m14["prematurity_reference"] == "normal" and m11["prematurity_reference"] == "long"
+    assert "mean of the recent normal intervals" in (tmp_path / "ev14" / "report.md").read_text()
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F"), ("--logit-offset", "V")):
         with pytest.raises(SystemExit) as exit_:

@@ -150,8 +150,9 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])
     assert called_a.sum() > 50 and in_af.mean() > 0.5
     assert not (offline == a)[called_a & in_af].any() and (offline == a).sum() < 0.5 * called_a.sum()
-    # and so does the prematurity rule: no beat called A here comes late
-    late = rb.rr[:, list(clf.meta["rr_names"]).index("pre_long")] >= clf.prematurity_max_rr_ratio
+    # and so does the prematurity rule: no beat called A here comes late (by the S rules' own ratio,
+    # against the mean normal interval for the shipped file)
+    late = clf.s_rule_rr(rb.rr, rb.rhythm)[:, list(clf.meta["rr_names"]).index("pre_long")] >= clf.prematurity_max_rr_ratio
     assert (called_a & late).any() and not (offline == a)[late].any()
 
 
@@ -168,17 +169,18 @@ def test_live_labels_apply_the_early_beat_rule_as_the_evaluation_does(mitdb, tmp
     assert clf.early_run_beats is not None
     rule = clf.early_beat_rule
     g, loc = (list(clf.meta["rr_names"]).index(n) for n in ("pre_long", "pre_local"))
+    rr_s = clf.s_rule_rr(rb.rr, rb.rhythm)  # the S rules' ratios (pre_long, or pre_normal in its column)
     clf.early_run_beats = None
     no_runs = _offline_labels(clf, rb)
     a = CLASSES.index("A")
     moved = (no_runs != a) & (offline == a)
     assert moved.sum() > 20 and (rb.symbol[moved] == "A").mean() > 0.9
     run_limit = clf.early_run_max_pre_long or rule[0]  # the run's own threshold, where the file has one
-    assert (rb.rr[moved, g] < run_limit).all() and (rb.rr[moved, loc] >= rule[1]).any()
+    assert (rr_s[moved, g] < run_limit).all() and (rr_s[moved, loc] >= rule[1]).any()
     assert (offline[np.flatnonzero(moved) - 1] == a).all()  # each follows a beat called S
     # and without the early-beat rule as well, more would be
     clf.early_beat_rule = None
     without = _offline_labels(clf, rb)
     moved = (without != a) & (no_runs == a)
     assert moved.sum() > 20 and (rb.symbol[moved] == "A").mean() > 0.9
-    assert (rb.rr[moved, g] < rule[0]).all() and (rb.rr[moved, loc] < rule[1]).all()
+    assert (rr_s[moved, g] < rule[0]).all() and (rr_s[moved, loc] < rule[1]).all()

@@ -442,3 +442,74 @@ def test_early_beat_to_v_gives_an_early_beat_the_more_probable_of_s_and_v(tmp_pa
     torch.save(blob, tmp_path / "norule.pt")
     with pytest.raises(ConfigError, match="norule.pt: .*'early_beat_to_v' needs 'early_beat_rule'"):
         load_model(tmp_path / "norule.pt")
+
+
+def test_af_rule_with_max_p_wave_keeps_s_where_the_template_shows_p_waves(tmp_path):
+    import json
+
+    meta, m, rng, w = _six_beats(1, 2)
+    r = (rng.random((6, 10)) + 0.5).astype(np.float32)
+    a = CLASSES.index("A")
+    bias = _favouring("A")
+    # all six irregularly irregular; the third column is the template's P-wave measure
+    rhythm = np.array([[0.3, 0.2, 0.02], [0.3, 0.2, 0.15], [0.3, 0.2, 0.08], [0.3, 0.2, 0.081], [0.3, 0.2, np.nan], [0.3, 0.2, 0.0]], np.float32)
+    rule = {"min_irregular": 0.1, "max_regular": 0.5, "max_p_wave": 0.08}
+    gated = Classifier(*load_model(save_weights(tmp_path / "g.pt", m, {**meta, "logit_bias": bias, "af_rule": rule})))
+    plain = Classifier(*load_model(save_weights(tmp_path / "a.pt", m, {**meta, "logit_bias": bias, "af_rule": {"min_irregular": 0.1, "max_regular": 0.5}})))
+    assert gated.af_rule == pytest.approx((0.1, 0.5, 0.08))
+    assert plain.predict_proba(w, r, rhythm=rhythm).argmax(1).tolist() != [a] * 6  # AF everywhere: no S
+    called = gated.predict_proba(w, r, rhythm=rhythm).argmax(1)
+    # P waves above 0.08 (or no measure): not AF, so the S label stays; at or below it: AF, S moved to N
+    assert (called == a).tolist() == [False, True, False, True, True, False]
+    with pytest.raises(ConfigError, match=r"rhythm must have shape \(6, 3\)"):
+        gated.predict_proba(w, r, rhythm=rhythm[:, :2])
+    blob = torch.load(tmp_path / "g.pt", weights_only=True)
+    for bad in ({**rule, "max_p_wave": 0}, {**rule, "max_p_wave": "x"}, {**rule, "extra": 1}):
+        blob["meta_json"] = json.dumps({**meta, "af_rule": bad})
+        torch.save(blob, tmp_path / "bad.pt")
+        with pytest.raises(ConfigError, match="metadata 'af_rule' must be"):
+            load_model(tmp_path / "bad.pt")
+    for fz in ({**meta["featurizer"], "template_beats": 0}, {**meta["featurizer"], "pre_s": 0.25}):
+        with pytest.raises(ConfigError, match="max_p_wave, which needs the template channel"):
+            from monitor.model import af_rule
+
+            af_rule({**meta, "featurizer": fz, "af_rule": rule})
+
+
+def test_the_normal_prematurity_reference_makes_the_s_rules_read_pre_normal(tmp_path):
+    import json
+
+    from monitor.model import prematurity_reference, s_rule_rr
+
+    meta, m, rng, w = _six_beats(3, 4)
+    names = meta["rr_names"]
+    long_i, local_i = names.index("pre_long"), names.index("pre_local")
+    r = (rng.random((6, len(names))) + 0.5).astype(np.float32)
+    r[:, long_i] = 0.95  # on time against the long mean ...
+    r[:, local_i] = 0.7
+    rhythm = np.array([[0.02, 0.9, 0.1, p] for p in (0.6, 0.6, 0.95, 0.95, 0.6, 1.0)], np.float32)  # ... but not all against normal intervals
+    af = {"min_irregular": 0.1, "max_regular": 0.5}
+    base = {**meta, "af_rule": af, "early_beat_rule": {"max_pre_long": 0.8, "max_pre_local": 0.85}, "prematurity_max_rr_ratio": 0.9}
+    n_bias, a_bias = _favouring("N"), _favouring("A")
+    a = CLASSES.index("A")
+    for ref, early in (("long", []), ("normal", [0, 1, 4])):
+        extra = {} if ref == "long" else {"prematurity_reference": ref}
+        n_clf = Classifier(*load_model(save_weights(tmp_path / f"n-{ref}.pt", m, {**base, **extra, "logit_bias": n_bias})))
+        a_clf = Classifier(*load_model(save_weights(tmp_path / f"a-{ref}.pt", m, {**base, **extra, "logit_bias": a_bias})))
+        assert n_clf.prematurity_reference == ref
+        # early-beat rule: N -> A for the early beats; prematurity rule: A -> N for the others
+        assert np.flatnonzero(n_clf.predict_proba(w, r, rhythm=rhythm).argmax(1) == a).tolist() == early
+        assert np.flatnonzero(a_clf.predict_proba(w, r, rhythm=rhythm).argmax(1) == a).tolist() == early
+    # without rhythm the normal reference is unknown, so neither S rule acts (the network's A stays)
+    assert (a_clf.predict_proba(w, r).argmax(1) == a).all()
+    rs = s_rule_rr(r, rhythm, long_i)
+    np.testing.assert_array_equal(rs[:, long_i], rhythm[:, 3])
+    assert (r[:, long_i] == 0.95).all()  # a copy
+    with pytest.raises(ConfigError, match="pre_normal"):
+        s_rule_rr(r, rhythm[:, :3], long_i)
+    assert prematurity_reference(meta) == "long"
+    blob = torch.load(tmp_path / "a-normal.pt", weights_only=True)
+    blob["meta_json"] = json.dumps({**base, "prematurity_reference": "mean"})
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="bad.pt: metadata 'prematurity_reference' must be one of long, normal"):
+        load_model(tmp_path / "bad.pt")

@@ -19,8 +19,9 @@ from trainer.rule_sweep import SETTINGS, FoldNetworks, fold_networks, parse_grid
 FOLDS = {0: ["209", "119"], 1: ["118", "208"]}
 DURATION = "300"
 BASE = {
-    "V_offset": -0.25, "v_prematurity_quantile": 0.07, "prematurity_quantile": 0.1, "max_regular": 0.6,
+    "V_offset": -0.25, "v_prematurity_quantile": 0.07, "prematurity_quantile": 0.1, "max_regular": 0.6, "max_p_wave": 0.0,
     "early_beat_quantile": 0.005, "early_beat_to_v": 0, "early_run_quantile": 0.01, "early_run_beats": 10,
+    "normal_reference": 0,
 }  # fmt: skip
 
 
@@ -103,7 +104,7 @@ def test_grid_and_fold_arguments_are_checked(tmp_path):
     for bad, match in [
         ("nonsense=1", "NAME one of"), ("max_regular", "NAME one of"), ("max_regular=x", "must be numbers"),
         ("max_regular=", "one or more"), ("prematurity_quantile=0.6", r"\[0, 0.5\)"), ("max_regular=1.5", r"\(0, 1\]"),
-        ("early_run_beats=2.5", "whole numbers"), ("max_regular=nan", "finite"), ("early_beat_to_v=0.5", "0 or 1"),
+        ("early_run_beats=2.5", "whole numbers"), ("max_p_wave=-0.1", r"0 \(none\)"), ("max_regular=nan", "finite"), ("early_beat_to_v=0.5", "0 or 1"),
     ]:  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             parse_grid([bad], BASE)
@@ -194,7 +195,7 @@ def test_ecg_train_fold_networks_trains_each_fold_without_its_records(mitdb, tmp
     # ecg-bench rules on them gives what sweep_rules gives
     rows = sweep_rules(folds, parse_grid(["early_run_beats=0,10"], BASE), data=data, fusion_quantile=0.0, progress=False)
     cfg = tmp_path / "rules.toml"
-    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular", "early_beat_to_v"))
+    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular", "max_p_wave", "early_beat_to_v", "normal_reference"))
                    + "[logit_offsets]\nV = -0.25\n[af_rule]\nmin_irregular = 0.1\nmax_regular = 0.6\n")
     js = tmp_path / "rows.json"
     assert bench.main(["rules", "--weights", str(out / "fold-{fold}" / "model.pt"), "--folds", "2", "--config", str(cfg),

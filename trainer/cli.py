@@ -30,6 +30,7 @@ _FIELDS = (
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "fold_networks", "class_weight_scale", "fusion_quantile",
     "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_beat_to_v", "early_run_beats", "early_run_quantile", "logit_offsets",
+    "prematurity_reference",
 )  # fmt: skip
 
 
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-beat-to-v", action=argparse.BooleanOptionalAction, default=d,
                    help="with the early-beat rule: an early beat called N becomes the more probable of S and V "
                         "(the network's own probabilities decide) instead of S (default: S)")
+    p.add_argument("--prematurity-reference", choices=("long", "normal"), default=d,
+                   help="interval ratio of the S rules (prematurity, early-beat, early-run) and of their thresholds: "
+                        "long, the pre-RR over the mean of the last long_beats intervals (default), or normal, over the "
+                        "mean of the recent normal intervals (premature ones and the pause after each left out)")
     p.add_argument("--early-run-beats", type=int, default=d, metavar="K",
                    help="store the early-run rule (needs the early-beat rule): after an early beat called S, up to K "
                         "following beats called N that still come early against the long mean RR are called S "

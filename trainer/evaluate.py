@@ -332,8 +332,9 @@ def evaluate(
         "logit_bias_ignored": not use_logit_bias and "logit_bias" in clf.meta,
         "fusion_max_template_rms": fusion_rms,
         "fusion_rule_ignored": not use_fusion_rule and fusion_rms is not None,
-        "af_rule": None if af_thresholds is None else {"min_irregular": af_thresholds[0], "max_regular": af_thresholds[1]},
+        "af_rule": None if af_thresholds is None else dict(zip(("min_irregular", "max_regular", "max_p_wave"), af_thresholds)),
         "af_rule_ignored": not use_af_rule and af_thresholds is not None,
+        "prematurity_reference": clf.prematurity_reference,
         "prematurity_max_rr_ratio": prem_ratio,
         "prematurity_rule_ignored": not use_prematurity_rule and prem_ratio is not None,
         "v_prematurity_max_rr_ratio": v_prem_ratio,
@@ -477,8 +478,12 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + (" (ignored: --no-fusion-rule)" if m["fusion_rule_ignored"] else ""),
         "* AF rule (no S label while the rhythm looks like atrial fibrillation): "
         + ("none" if m["af_rule"] is None else f"irregularity (median difference of intervals 1 to 3 apart, smallest lag) > {m['af_rule']['min_irregular']:g} of the median interval "
-           f"and under {m['af_rule']['max_regular']:.0%} of intervals within 10 % of it")
+           f"and under {m['af_rule']['max_regular']:.0%} of intervals within 10 % of it"
+           + (f", and the P wave of the recent beats' template at most {m['af_rule']['max_p_wave']:g} of their QRS range" if "max_p_wave" in m["af_rule"] else ""))
         + (" (ignored: --no-af-rule)" if m["af_rule_ignored"] else ""),
+        "* reference of the S rules' ratios (prematurity, early-beat, early-run): "
+        + ("the mean of the recent normal intervals (pre_normal; premature ones and the pause after each left out)"
+           if m.get("prematurity_reference") == "normal" else "the long mean RR (pre_long)"),
         "* prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called S): "
         + ("none" if m["prematurity_max_rr_ratio"] is None else f"{m['prematurity_max_rr_ratio']:.3f}")
         + (" (ignored: --no-prematurity-rule)" if m["prematurity_rule_ignored"] else ""),

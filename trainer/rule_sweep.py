@@ -36,6 +36,12 @@ training settings, ``--config``):
     0: S (``ecg-train --early-beat-to-v``).
 ``max_regular``
     The AF rule's ``max_regular`` (``[af_rule]``; ``min_irregular`` is kept).
+``max_p_wave``
+    The AF rule's ``max_p_wave`` (``[af_rule]``; 0: none, the rhythm alone decides).
+``normal_reference``
+    1: the S rules judge prematurity against the mean normal interval
+    (``pre_normal``, ``prematurity_reference = "normal"``); 0: against the
+    long mean (``pre_long``).
 ``early_run_quantile``
     The early-run rule's own threshold quantile (0: the early-beat threshold).
 ``early_run_beats``
@@ -67,8 +73,8 @@ __all__ = ["SETTINGS", "FoldNetworks", "add_rules_arguments", "fold_networks", "
 
 #: The settings a sweep can vary, in the order they are reported.
 SETTINGS: tuple[str, ...] = (
-    "V_offset", "v_prematurity_quantile", "prematurity_quantile", "max_regular",
-    "early_beat_quantile", "early_beat_to_v", "early_run_quantile", "early_run_beats",
+    "V_offset", "v_prematurity_quantile", "prematurity_quantile", "max_regular", "max_p_wave",
+    "early_beat_quantile", "early_beat_to_v", "early_run_quantile", "early_run_beats", "normal_reference",
 )  # fmt: skip
 
 
@@ -113,8 +119,10 @@ def parse_grid(items: Sequence[str], base: dict[str, Any]) -> dict[str, list[flo
                 raise ConfigError(f"--grid {name}: quantiles must be in [0, 0.5), got {v:g}")
             if name == "max_regular" and not 0 < v <= 1:
                 raise ConfigError(f"--grid max_regular: values must be in (0, 1], got {v:g}")
-            if name == "early_beat_to_v" and v not in (0, 1):
-                raise ConfigError(f"--grid early_beat_to_v: values must be 0 or 1, got {v:g}")
+            if name == "max_p_wave" and v < 0:
+                raise ConfigError(f"--grid max_p_wave: values must be 0 (none) or more, got {v:g}")
+            if name in ("early_beat_to_v", "normal_reference") and v not in (0, 1):
+                raise ConfigError(f"--grid {name}: values must be 0 or 1, got {v:g}")
             if name == "early_run_beats" and (v != int(v) or not 0 <= v <= 1000):
                 raise ConfigError(f"--grid early_run_beats: values must be whole numbers from 0 to 1000, got {v:g}")
         grid[name] = vals
@@ -183,22 +191,26 @@ def fold_networks(pattern: str, folds: int, seeds: Sequence[int]) -> list[FoldNe
 
 def _thresholds(data, train_recs: list[str], rr_names, min_irregular: float, grid: dict[str, list[float]], fusion_q: float):
     """Every rule threshold the grid needs, from the training records' beats."""
+    from monitor.model import s_rule_rr
+
     from .train import early_beat_thresholds, fusion_threshold, prematurity_threshold
 
     split = ds.make_split("inter", data, seed=0, val_fold=None, train_records=train_recs, test_records=())
     wt, rt, yt, _ = ds.stack(data, split.train)
     ht = ds.stack_rhythm(data, split.train)
     th: dict[Any, Any] = {"fusion": fusion_threshold(wt, yt, fusion_q)["max_template_rms"] if fusion_q else None}
-    for q in grid["prematurity_quantile"]:
-        th["S", q] = prematurity_threshold(rt, yt, rr_names, q)["max_rr_ratio"] if q else None
     for q in grid["v_prematurity_quantile"]:
         th["V", q] = prematurity_threshold(rt, yt, rr_names, q, aami="V")["max_rr_ratio"] if q else None
-    for mr in grid["max_regular"]:
-        af = {"min_irregular": min_irregular, "max_regular": mr}
-        for q in set(grid["early_beat_quantile"]) | set(grid["early_run_quantile"]):
-            if q:
-                t = early_beat_thresholds(rt, yt, ht, rr_names, af, q)
-                th["early", mr, q] = (t["max_pre_long"], t["max_pre_local"])
+    for nr in grid["normal_reference"]:  # the S rules' thresholds are quantiles of their own ratio
+        rt_s = s_rule_rr(rt, ht, list(rr_names).index("pre_long")) if nr else rt
+        for q in grid["prematurity_quantile"]:
+            th["S", nr, q] = prematurity_threshold(rt_s, yt, rr_names, q)["max_rr_ratio"] if q else None
+        for mr, mp in itertools.product(grid["max_regular"], grid["max_p_wave"]):
+            af = {"min_irregular": min_irregular, "max_regular": mr, "max_p_wave": mp}
+            for q in set(grid["early_beat_quantile"]) | set(grid["early_run_quantile"]):
+                if q:
+                    t = early_beat_thresholds(rt_s, yt, ht, rr_names, af, q)
+                    th["early", nr, mr, mp, q] = (t["max_pre_long"], t["max_pre_local"])
     return th
 
 
@@ -285,16 +297,19 @@ def sweep_rules(
                 bias = base_bias.copy()
                 bias[v] = s["V_offset"]
                 c.fusion_max_template_rms = th["fusion"]
-                c.af_rule = c.early_beat_af_rule = (min_irregular, s["max_regular"])
-                c.prematurity_max_rr_ratio = th["S", s["prematurity_quantile"]]
+                mp = s["max_p_wave"]
+                c.af_rule = c.early_beat_af_rule = (min_irregular, s["max_regular"]) + ((mp,) if mp else ())
+                nr = s["normal_reference"]
+                c.prematurity_reference = "normal" if nr else "long"
+                c.prematurity_max_rr_ratio = th["S", nr, s["prematurity_quantile"]]
                 c.v_prematurity_max_rr_ratio = th["V", s["v_prematurity_quantile"]]
                 eq = s["early_beat_quantile"]
-                c.early_beat_rule = th["early", s["max_regular"], eq] if eq else None
+                c.early_beat_rule = th["early", nr, s["max_regular"], mp, eq] if eq else None
                 c.early_beat_to_v = bool(s["early_beat_to_v"])
                 k = int(s["early_run_beats"])
                 c.early_run_beats = k if (k and eq) else None
                 rq = s["early_run_quantile"]
-                c.early_run_max_pre_long = th["early", s["max_regular"], rq][0] if rq else None
+                c.early_run_max_pre_long = th["early", nr, s["max_regular"], mp, rq][0] if rq else None
                 runs = EarlyRunRule.for_classifier(c)
                 for who, p0 in members:
                     p = c.apply_rules(_with_offsets(p0, bias), rb.windows, rb.rr, rb.rhythm)
@@ -310,6 +325,7 @@ def sweep_rules(
         row: dict[str, Any] = dict(zip(SETTINGS, setting))
         row["early_run_beats"] = int(row["early_run_beats"])
         row["early_beat_to_v"] = int(row["early_beat_to_v"])
+        row["normal_reference"] = int(row["normal_reference"])
         f1s = [_f1(t[criterion]) for t in singles]
         row.update({
             "f1": float(np.mean(f1s)),
@@ -342,9 +358,11 @@ def main_rules(args: argparse.Namespace) -> int:
     base = {
         "V_offset": float(cfg.logit_offsets.get("V", 0.0)), "v_prematurity_quantile": cfg.v_prematurity_quantile,
         "prematurity_quantile": cfg.prematurity_quantile, "max_regular": float(af["max_regular"]),
+        "max_p_wave": float(af.get("max_p_wave", 0.0)),
         "early_beat_quantile": cfg.early_beat_quantile, "early_beat_to_v": float(cfg.early_beat_to_v),
         "early_run_quantile": cfg.early_run_quantile,
         "early_run_beats": cfg.early_run_beats,
+        "normal_reference": float(cfg.prematurity_reference == "normal"),
     }  # fmt: skip
     grid = parse_grid(args.grid or [], base)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -47,6 +47,7 @@ from monitor.beats import BeatFeaturizer, template_rms
 from monitor.labels import CLASS_TO_AAMI, CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
 from monitor.model import af_like, logit_bias
+from monitor.model import PREMATURITY_REFERENCES, s_rule_rr
 from monitor.model import af_rule as af_rule_thresholds
 from replay import __version__
 from replay._validate import check_option
@@ -117,7 +118,9 @@ class TrainConfig:
         these thresholds, e.g. ``{"min_irregular": 0.1, "max_regular": 0.5}``
         (a ``[af_rule]`` table in a config file): no S label while the
         rhythm before the beat looks like atrial fibrillation (default:
-        empty, no rule).
+        empty, no rule).  An optional ``max_p_wave`` also requires the
+        template of the recent beats to show no clear P wave
+        (:func:`monitor.beats.p_wave_ratio` at most that).
     prematurity_quantile : float
         Store the prematurity rule (:mod:`monitor.model`) in the weights
         file: a beat is not called S unless its interval from the previous
@@ -159,6 +162,14 @@ class TrainConfig:
         quantile of its values over the training set's N beats outside
         AF-like rhythm, e.g. 0.01 (0: the early-beat rule's ``max_pre_long``;
         default).  Needs ``early_run_beats`` and ``af_rule``.
+    prematurity_reference : {"long", "normal"}
+        The interval ratio by which the S rules (prematurity, early-beat,
+        early-run) judge how early a beat comes, and whose quantiles their
+        thresholds are: ``"long"``, the ``pre_long`` RR feature (default),
+        or ``"normal"``, the rhythm's ``pre_normal`` (the interval over the
+        mean of the recent normal intervals, see
+        :func:`monitor.model.prematurity_reference`).  Stored in the
+        weights file when not ``"long"``.
     logit_offsets : dict
         Decision offsets to store in the weights file, in logit units
         (-10 to 10) by model class name, e.g. ``{"V": -1.0}``: added to that
@@ -254,6 +265,7 @@ class TrainConfig:
     early_beat_to_v: bool = False
     early_run_beats: int = 0
     early_run_quantile: float = 0.0
+    prematurity_reference: str = "long"
     logit_offsets: dict = field(default_factory=dict)
     seed: int = 0
     patience: int = 12
@@ -331,12 +343,13 @@ class TrainConfig:
         if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
             raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
         _check_class_table("logit_offsets", self.logit_offsets, "offsets", -10, 10, "from -10 to 10 (logit units)")
+        check_option("prematurity_reference", self.prematurity_reference, PREMATURITY_REFERENCES)
         if self.early_run_quantile and not self.early_run_beats:
             raise ConfigError("early_run_quantile needs early_run_beats > 0 (it is the early-run rule's threshold), e.g. 10")
         if not isinstance(self.af_rule, dict):
-            raise ConfigError(f"af_rule must be a table of min_irregular and max_regular, got {self.af_rule!r}")
+            raise ConfigError(f"af_rule must be a table of min_irregular, max_regular and optionally max_p_wave, got {self.af_rule!r}")
         if self.af_rule:
-            af_rule_thresholds({"af_rule": self.af_rule, "classes": list(CLASSES)})
+            af_rule_thresholds({"af_rule": self.af_rule, "classes": list(CLASSES), "featurizer": dict(self.featurizer)})
         if isinstance(self.val_fold, str) and self.val_fold.strip().lower() == "none":
             self.val_fold = None  # a config file's val_fold = "none" (TOML has no null)
         if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):
@@ -363,13 +376,13 @@ class TrainConfig:
         """Whether any decision rule or offset is asked for (what ``--add-rules`` can store)."""
         return bool(
             self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.v_prematurity_quantile or self.early_beat_quantile
-            or self.early_beat_to_v or self.early_run_beats or self.logit_offsets
+            or self.early_beat_to_v or self.early_run_beats or self.logit_offsets or self.prematurity_reference != "long"
         )  # fmt: skip
 
     @property
     def needs_rhythm(self) -> bool:
         """Whether a rule asked for takes its thresholds from the training beats' rhythm measures."""
-        return bool(self.early_beat_quantile or self.early_run_quantile)
+        return bool(self.early_beat_quantile or self.early_run_quantile or (self.prematurity_reference == "normal" and self.prematurity_quantile))
 
 
 def _check_class_table(name: str, table: Any, values: str, low: float, high: float, bounds: str) -> None:
@@ -515,15 +528,16 @@ def early_beat_thresholds(
         RR features of the training beats (:class:`monitor.beats.BeatFeaturizer`).
     labels : numpy.ndarray of int, shape (n,)
         Their class indices (into :data:`monitor.labels.CLASSES`).
-    rhythm : numpy.ndarray, shape (n, 2)
+    rhythm : numpy.ndarray, shape (n, 3)
         Their :attr:`monitor.beats.BeatFeatures.rhythm` (``af_irregular``,
-        ``af_regular``).
+        ``af_regular``, ``p_wave``).
     rr_names : sequence of str
         Names of the RR features; must include ``pre_long`` and
         ``pre_local`` (ratios of the pre-RR to the long and local mean RR).
     af : dict
-        The AF rule's ``min_irregular`` and ``max_regular``: beats after an
-        AF-like rhythm are left out, as the rule leaves them alone.
+        The AF rule's ``min_irregular``, ``max_regular`` and optional
+        ``max_p_wave``: beats after an AF-like rhythm are left out, as the
+        rule leaves them alone.
     quantile : float
         Share of those N beats allowed below each threshold (e.g. 0.005).
 
@@ -544,7 +558,8 @@ def early_beat_thresholds(
     if not {"pre_long", "pre_local"} <= set(names):
         raise ConfigError("the early-beat rule needs the pre_long and pre_local RR features")
     n_classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
-    sel = np.isin(labels, n_classes) & ~af_like(rhythm, (af["min_irregular"], af["max_regular"]))
+    thresholds = (af["min_irregular"], af["max_regular"]) + ((af["max_p_wave"],) if af.get("max_p_wave") else ())
+    sel = np.isin(labels, n_classes) & ~af_like(rhythm, thresholds)
     g, loc = rr[sel, names.index("pre_long")], rr[sel, names.index("pre_local")]
     if not g.size:
         raise ConfigError("the early-beat rule needs N beats outside AF-like rhythm in the training records; there are none")
@@ -601,6 +616,15 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
         raise ConfigError(f"{weights}: early_run_beats needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
     if cfg.early_run_quantile and not (cfg.af_rule or meta.get("af_rule")):
         raise ConfigError(f"{weights}: early_run_quantile needs the AF rule: the file has none, so add an af_rule table to --config")
+    if cfg.prematurity_reference != meta.get("prematurity_reference", "long"):
+        stale = [name for key, q, name in (
+            ("prematurity_max_rr_ratio", cfg.prematurity_quantile, "--prematurity-quantile"),
+            ("early_beat_rule", cfg.early_beat_quantile, "--early-beat-quantile"),
+            ("early_run_max_pre_long", cfg.early_run_quantile, "--early-run-quantile"),
+        ) if meta.get(key) is not None and not q]  # fmt: skip
+        if stale:
+            raise ConfigError(f"{weights}: --prematurity-reference {cfg.prematurity_reference} changes the ratio of the S rules, "
+                              f"whose thresholds the file holds for the other one: give {', '.join(stale)} too")
     fz = dict(meta["featurizer"])
     data_cfg = replace(cfg, featurizer=fz, val_fold=None).validate()
     meta["training"] = dict(meta.get("training", {}))
@@ -656,6 +680,13 @@ def _store_rules(
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
+    if cfg.prematurity_reference != "long" or "prematurity_reference" in meta:
+        meta["prematurity_reference"] = cfg.prematurity_reference
+        meta["training"]["prematurity_reference"] = cfg.prematurity_reference
+    # the S rules' thresholds are quantiles of their own interval ratio (pre_long, or pre_normal in its column)
+    rt_s = rt
+    if cfg.prematurity_reference == "normal" and rt is not None and ht is not None:
+        rt_s = s_rule_rr(rt, ht, list(meta["rr_names"]).index("pre_long"))
     fusion = prem = vprem = early = run = None
     if cfg.logit_offsets:
         classes = list(meta["classes"])
@@ -675,7 +706,7 @@ def _store_rules(
         logger.info("fusion rule: F moved to N below template RMS %.3f (%g quantile of %d training F beats)",
                     fusion["max_template_rms"], cfg.fusion_quantile, fusion["f_beats"])
     if cfg.prematurity_quantile:
-        prem = prematurity_threshold(rt, yt, meta["rr_names"], cfg.prematurity_quantile)
+        prem = prematurity_threshold(rt_s, yt, meta["rr_names"], cfg.prematurity_quantile)
         meta["prematurity_max_rr_ratio"] = prem["max_rr_ratio"]
         meta["training"]["prematurity_rule"] = prem
         logger.info("prematurity rule: S moved to N at pre-RR / long mean RR >= %.3f (%g of %d training S beats above)",
@@ -687,7 +718,7 @@ def _store_rules(
         logger.info("V prematurity rule: V moved to N at pre-RR / long mean RR >= %.3f (%g of %d training V beats above)",
                     vprem["max_rr_ratio"], cfg.v_prematurity_quantile, vprem["v_beats"])
     if cfg.early_beat_quantile:
-        early = early_beat_thresholds(rt, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_beat_quantile)
+        early = early_beat_thresholds(rt_s, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_beat_quantile)
         meta["early_beat_rule"] = {"max_pre_long": early["max_pre_long"], "max_pre_local": early["max_pre_local"]}
         meta["training"]["early_beat_rule"] = early
         logger.info("early-beat rule: N moved to S below pre-RR / long mean RR %.3f and pre-RR / local mean RR %.3f "
@@ -702,7 +733,7 @@ def _store_rules(
         meta["training"]["early_run_beats"] = int(cfg.early_run_beats)
         logger.info("early-run rule: S carried over up to %d early beats after an early beat", cfg.early_run_beats)
     if cfg.early_run_quantile:
-        ratios = early_beat_thresholds(rt, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_run_quantile)
+        ratios = early_beat_thresholds(rt_s, yt, ht, meta["rr_names"], meta["af_rule"], cfg.early_run_quantile)
         run = {"max_pre_long": ratios["max_pre_long"], "quantile": ratios["quantile"], "n_beats": ratios["n_beats"]}
         meta["early_run_max_pre_long"] = run["max_pre_long"]
         meta["training"]["early_run_rule"] = run
