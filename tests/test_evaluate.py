@@ -319,7 +319,7 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert _eval_record_100(tmp_path / "ruled.pt", mitdb, tmp_path / "cache", tmp_path / "ev13", "--no-logit-bias")["logit_bias_ignored"]
     assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--logit-offset", "X=1", *common]) == 2
     assert "unknown class 'X'" in capsys.readouterr().err
-    assert f"below {run_rule['max_pre_long']:.3f} times the long mean RR" in (tmp_path / "ev11" / "report.md").read_text()
+    assert f"below {run_rule['max_pre_long']:.3f} times the S rules' reference" in (tmp_path / "ev11" / "report.md").read_text()
     # the normal-interval reference: every S rule in the file must get its threshold again, as a
     # quantile of pre_normal over the same beats
     assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--prematurity-reference", "normal", *s_rich]) == 2

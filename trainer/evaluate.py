@@ -484,13 +484,13 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         "* reference of the S rules' ratios (prematurity, early-beat, early-run): "
         + ("the mean of the recent normal intervals (pre_normal; premature ones and the pause after each left out)"
            if m.get("prematurity_reference") == "normal" else "the long mean RR (pre_long)"),
-        "* prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called S): "
+        "* prematurity rule (beats whose pre-RR over the S rules' reference is at or above this ratio are not called S): "
         + ("none" if m["prematurity_max_rr_ratio"] is None else f"{m['prematurity_max_rr_ratio']:.3f}")
         + (" (ignored: --no-prematurity-rule)" if m["prematurity_rule_ignored"] else ""),
         "* V prematurity rule (beats whose pre-RR over the long mean RR is at or above this ratio are not called V): "
         + ("none" if m.get("v_prematurity_max_rr_ratio") is None else f"{m['v_prematurity_max_rr_ratio']:.3f}")
         + (" (ignored: --no-v-prematurity-rule)" if m.get("v_prematurity_rule_ignored") else ""),
-        "* early-beat rule (beats called N whose pre-RR is below both ratios of the long and the local mean RR, "
+        "* early-beat rule (beats called N whose pre-RR is below both ratios of the S rules' reference and the local mean RR, "
         "outside AF-like rhythm, are called S" + (", or V where the network gives V more than S" if m.get("early_beat_to_v") else "")
         + "): "
         + ("none" if m["early_beat_rule"] is None
@@ -498,10 +498,10 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + (" (ignored: --no-early-beat-rule)" if m["early_beat_rule_ignored"] else "")
         + (" (called S only: --no-early-beat-to-v)" if m.get("early_beat_to_v_ignored") else ""),
         "* early-run rule (after an early beat called S, the following beats called N that still come early against "
-        "the long mean RR are called S, for at most this many beats): "
+        "the S rules' reference are called S, for at most this many beats): "
         + ("none" if m.get("early_run_beats") is None else f"{m['early_run_beats']} beats")
         + ("" if m.get("early_run_max_pre_long") is None
-           else f", later beats of a run below {m['early_run_max_pre_long']:.3f} times the long mean RR")
+           else f", later beats of a run below {m['early_run_max_pre_long']:.3f} times the S rules' reference")
         + (" (ignored: --no-early-run-rule)" if m.get("early_run_rule_ignored") else ""),
         "* models: " + _models_scored(m),
         "",
