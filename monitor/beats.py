@@ -55,6 +55,7 @@ __all__ = [
     "live_front_end",
     "template_rms",
     "offline_beats",
+    "p_wave_measurable",
     "p_wave_ratio",
 ]
 
@@ -183,6 +184,11 @@ P_WAVE_S: tuple[float, float] = (-0.30, -0.10)
 PR_SEGMENT_S: tuple[float, float] = (-0.10, -0.05)
 #: The QRS complex, whose range scales the P wave (see :data:`P_WAVE_S`).
 QRS_S: tuple[float, float] = (-0.06, 0.06)
+
+
+def p_wave_measurable(template_beats: int, pre_s: float, post_s: float) -> bool:
+    """Whether featurizer settings give :func:`p_wave_ratio` what it needs: the template channel and windows from 0.30 s before to 0.06 s after the R peak."""
+    return template_beats > 0 and pre_s >= -P_WAVE_S[0] and post_s >= QRS_S[1]
 
 
 def p_wave_ratio(windows: np.ndarray, model_fs: float, pre_s: float) -> np.ndarray:
@@ -723,7 +729,7 @@ class BeatFeaturizer:
             feats += [madsd, regular]
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
-        if self.template_beats and self.pre_s >= -P_WAVE_S[0] and self.post_s >= QRS_S[1]:
+        if p_wave_measurable(self.template_beats, self.pre_s, self.post_s):
             p_wave = p_wave_ratio(wins[:, 1], self.model_fs, self.pre_s)
         else:
             p_wave = np.full(k, np.nan)

@@ -189,7 +189,7 @@ from torch import nn
 from replay._validate import ensure_int
 from replay.errors import ConfigError
 
-from .beats import P_WAVE_S, QRS_S, BeatFeaturizer, template_rms
+from .beats import P_WAVE_S, QRS_S, BeatFeaturizer, p_wave_measurable, template_rms
 from .labels import CLASS_TO_AAMI
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,7 @@ __all__ = [
     "CnnBiLstm",
     "Ensemble",
     "af_rule",
+    "af_thresholds",
     "build_model",
     "prematurity_reference",
     "s_rule_rr",
@@ -572,6 +573,15 @@ def af_like(rhythm: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
     return out
 
 
+def af_thresholds(table: dict[str, Any]) -> tuple[float, ...]:
+    """``(min_irregular, max_regular[, max_p_wave])`` of an AF rule table, for :func:`af_like`.
+
+    ``max_p_wave`` is left out when the table has none or gives 0 (no P-wave test).
+    """
+    out = (float(table["min_irregular"]), float(table["max_regular"]))
+    return out + ((float(table["max_p_wave"]),) if table.get("max_p_wave") else ())
+
+
 def af_rule(meta: dict[str, Any]) -> tuple[float, ...] | None:
     """The AF rule's thresholds in a model's metadata: ``(min_irregular, max_regular[, max_p_wave])``, or None.
 
@@ -600,13 +610,12 @@ def af_rule(meta: dict[str, Any]) -> tuple[float, ...] | None:
         raise ConfigError("metadata 'af_rule' needs a class of AAMI S")
     if len(vals) > 2:
         fz = meta.get("featurizer") or {}
-        pre_s, post_s = float(fz.get("pre_s", 0.5)), float(fz.get("post_s", 0.5))
-        if not (int(fz.get("template_beats", 16)) > 0 and pre_s >= -P_WAVE_S[0] and post_s >= QRS_S[1]):
+        if not p_wave_measurable(int(fz.get("template_beats", 16)), float(fz.get("pre_s", 0.5)), float(fz.get("post_s", 0.5))):
             raise ConfigError(
                 "metadata 'af_rule' has max_p_wave, which needs the template channel (template_beats > 0) and windows "
                 f"from at least {-P_WAVE_S[0]:g} s before to {QRS_S[1]:g} s after the R peak"
             )
-    return tuple(vals)
+    return af_thresholds(raw)
 
 
 def _positive_entry(meta: dict[str, Any], key: str) -> float | None:

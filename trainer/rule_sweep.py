@@ -261,7 +261,7 @@ def sweep_rules(
     from tqdm import tqdm
 
     from monitor.early_run import EarlyRunRule
-    from monitor.model import Classifier, load_model
+    from monitor.model import Classifier, af_thresholds, load_model
 
     if criterion not in AAMI_CLASSES[:4]:
         raise ConfigError(f"criterion must be one of N, S, V, F, got {criterion!r}")
@@ -298,7 +298,7 @@ def sweep_rules(
                 bias[v] = s["V_offset"]
                 c.fusion_max_template_rms = th["fusion"]
                 mp = s["max_p_wave"]
-                c.af_rule = c.early_beat_af_rule = (min_irregular, s["max_regular"]) + ((mp,) if mp else ())
+                c.af_rule = c.early_beat_af_rule = af_thresholds({"min_irregular": min_irregular, "max_regular": s["max_regular"], "max_p_wave": mp})
                 nr = s["normal_reference"]
                 c.prematurity_reference = "normal" if nr else "long"
                 c.prematurity_max_rr_ratio = th["S", nr, s["prematurity_quantile"]]

@@ -46,7 +46,7 @@ from torch import nn
 from monitor.beats import BeatFeaturizer, template_rms
 from monitor.labels import CLASS_TO_AAMI, CLASSES
 from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, load_model, save_weights
-from monitor.model import af_like, logit_bias
+from monitor.model import af_like, af_thresholds, logit_bias
 from monitor.model import PREMATURITY_REFERENCES, s_rule_rr
 from monitor.model import af_rule as af_rule_thresholds
 from replay import __version__
@@ -558,8 +558,7 @@ def early_beat_thresholds(
     if not {"pre_long", "pre_local"} <= set(names):
         raise ConfigError("the early-beat rule needs the pre_long and pre_local RR features")
     n_classes = [i for i, c in enumerate(CLASSES) if CLASS_TO_AAMI[c] == "N"]
-    thresholds = (af["min_irregular"], af["max_regular"]) + ((af["max_p_wave"],) if af.get("max_p_wave") else ())
-    sel = np.isin(labels, n_classes) & ~af_like(rhythm, thresholds)
+    sel = np.isin(labels, n_classes) & ~af_like(rhythm, af_thresholds(af))
     g, loc = rr[sel, names.index("pre_long")], rr[sel, names.index("pre_local")]
     if not g.size:
         raise ConfigError("the early-beat rule needs N beats outside AF-like rhythm in the training records; there are none")
