@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import logging
 import math
@@ -71,10 +72,18 @@ def setup_logging(level: str) -> None:
 
 
 def install_stop_handlers(stop: threading.Event) -> None:
-    """Make SIGINT (Ctrl-C) and SIGTERM set ``stop`` so work ends cleanly."""
+    """Make SIGINT (Ctrl-C) and SIGTERM set ``stop`` so work ends cleanly.
+
+    Python runs the handler in the main thread between two bytecodes, which
+    may be inside ``stop.wait()`` while that thread holds the event's own
+    (non-reentrant) lock; ``stop.set()`` there would wait for that lock
+    forever. The handler therefore sets the event from a new low-level thread
+    (``_thread.start_new_thread`` takes no lock of the ``threading`` module),
+    which gets the lock as soon as the main thread lets it go.
+    """
 
     def handler(signum, frame):  # noqa: ARG001
-        stop.set()
+        _thread.start_new_thread(stop.set, ())
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, handler)

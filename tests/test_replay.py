@@ -425,6 +425,28 @@ def test_cli_sigterm_ends_cleanly_with_eos(cli_env, ipc_endpoint):
     assert 0 < received < 650000
 
 
+STOP_WHILE_LOCKED = """
+import os, signal, threading
+from replay import _cli
+stop = threading.Event()
+_cli.install_stop_handlers(stop)
+with stop._cond:  # where the main thread is inside stop.wait()
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # bytecodes, so Python runs the handler here
+        pass
+print("set" if stop.wait(5) else "not set")
+"""
+
+
+def test_stop_signal_inside_stop_wait_does_not_deadlock():
+    # a SIGTERM handled while the main thread held the event's lock hung
+    # ecg-replay (Event.set waited for a lock its own thread held)
+    r = subprocess.run([sys.executable, "-c", STOP_WHILE_LOCKED], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "set"
+
+
 def _one_error_line(r, *needles):
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
