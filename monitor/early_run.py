@@ -152,6 +152,19 @@ class EarlyRunRule:
         self.since_early: int | None = None
         self.beats_moved = 0
 
+    def peek(self, prob: np.ndarray, rr: np.ndarray, rhythm: np.ndarray) -> np.ndarray:
+        """What :meth:`process` would give the next beats, on a copy of ``prob``, leaving the rule's state as it is.
+
+        For a label given before the beat's final one is known (the
+        provisional label of a beat that waits for the post-pause rule,
+        :mod:`monitor.post_pause`).
+        """
+        since, moved = self.since_early, self.beats_moved
+        try:
+            return self.process(np.array(prob, dtype=np.float32, copy=True), rr, rhythm)
+        finally:
+            self.since_early, self.beats_moved = since, moved
+
     def process(self, prob: np.ndarray, rr: np.ndarray, rhythm: np.ndarray) -> np.ndarray:
         """Apply the rule to the next beats of the stream, in order (``prob`` is changed in place).
 

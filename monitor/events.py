@@ -18,7 +18,7 @@ from typing import IO, Any
 from replay.errors import ConfigError
 
 #: Event types written by the monitor.
-EVENT_TYPES = ("beat", "status", "gap", "alarm", "summary")
+EVENT_TYPES = ("beat", "status", "gap", "alarm", "summary", "relabel")
 #: Values of ``status`` events' ``status`` field.
 STATUSES = (
     "connected",

@@ -156,6 +156,23 @@ quantiles of ``pre_normal`` (and, for the early-beat rule, ``pre_local``)
 over the training beats.  The V prematurity rule keeps ``pre_long``.  The
 network's inputs do not change.  See :func:`prematurity_reference`.
 
+Post-pause rule
+---------------
+A premature atrial beat comes early *and is followed by a pause*: it resets
+the sinus node, so the next interval is longer than the early one, while a
+beat that is early only because the rate rises (sinus arrhythmia, a change
+of rate) is followed by another short interval.  ``meta["post_pause_rule"]``
+(``{"max_pre_normal": 0.9, "min_post_ratio": 1.2}``, ``ecg-train
+--post-pause-rule``; it needs ``meta["af_rule"]``) calls S a beat that the
+network and the rules above call AAMI N, outside AF-like rhythm, whose
+``pre_normal`` is below ``max_pre_normal`` and whose *next* interval is
+longer than ``min_post_ratio`` times its own.  The next interval is known
+only when the next beat comes, so live such a beat (and the beats after it)
+waits for its label until the next beat is detected or
+``min_post_ratio`` times its interval has passed without one; every other
+beat is labelled as before.  It is applied per stream, before the early-run
+rule: :class:`monitor.post_pause.PostPauseRule` (see :func:`post_pause_rule`).
+
 Weights files
 -------------
 :func:`save_weights` writes a plain dict with a format tag, the metadata as
@@ -216,6 +233,7 @@ __all__ = [
     "load_model",
     "logit_bias",
     "member_count",
+    "post_pause_rule",
     "prematurity_max_rr_ratio",
     "save_weights",
     "v_prematurity_max_rr_ratio",
@@ -534,6 +552,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         early_run_beats(meta)
         early_run_max_pre_long(meta)
         prematurity_reference(meta)
+        post_pause_rule(meta)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     model.eval()
@@ -819,6 +838,37 @@ def early_run_max_pre_long(meta: dict[str, Any]) -> float | None:
     return value
 
 
+def post_pause_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The post-pause rule's thresholds in a model's metadata: ``(max_pre_normal, min_post_ratio)``, or None.
+
+    ``meta["post_pause_rule"]`` holds ``max_pre_normal``, a ratio in (0, 1]
+    (the beat's interval over the mean recent normal interval, the
+    ``pre_normal`` rhythm measure, must be below it) and
+    ``min_post_ratio``, a ratio from 1 to 5 (the next interval must be
+    longer than that many times the beat's own): such a beat called AAMI N
+    outside AF-like rhythm is called S (see the module notes).  It needs the
+    ``pre_rr_s`` RR feature, classes of AAMI N and S and ``meta["af_rule"]``.
+
+    Raises
+    ------
+    ConfigError
+        When the entry is not such a table, or the model lacks what the rule needs.
+    """
+    raw = meta.get("post_pause_rule")
+    if raw is None:
+        return None
+    vals = _number_pair(raw, ("max_pre_normal", "min_post_ratio"))
+    if vals is None or not (0 < vals[0] <= 1 and 1 <= vals[1] <= 5):
+        raise ConfigError("metadata 'post_pause_rule' must be {\"max_pre_normal\": in (0, 1], \"min_post_ratio\": 1 to 5}, "
+                          f"got {raw!r:.80}")
+    groups = {CLASS_TO_AAMI.get(c) for c in meta["classes"]}
+    if "pre_rr_s" not in meta["rr_names"] or not {"N", "S"} <= groups:
+        raise ConfigError("metadata 'post_pause_rule' needs the pre_rr_s RR feature and classes of AAMI N and S")
+    if meta.get("af_rule") is None:
+        raise ConfigError("metadata 'post_pause_rule' needs 'af_rule' (the rule acts only outside AF-like rhythm)")
+    return float(vals[0]), float(vals[1])
+
+
 def fusion_max_template_rms(meta: dict[str, Any]) -> float | None:
     """The fusion rule's threshold in a model's metadata (None when it has none).
 
@@ -937,6 +987,10 @@ class Classifier:
         #: The S rules' interval ratio, ``"long"`` or ``"normal"`` (:func:`prematurity_reference`), the
         #: one their thresholds in the file are quantiles of.
         self.prematurity_reference: str = prematurity_reference(meta)
+        #: Thresholds of the post-pause rule, ``(max_pre_normal, min_post_ratio)``
+        #: (:mod:`monitor.post_pause`, applied per stream after :meth:`predict_proba`); None: no
+        #: rule.  Set it to None to measure the model without it (``ecg-eval --no-post-pause-rule``).
+        self.post_pause_rule: tuple[float, float] | None = post_pause_rule(meta)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Classifier:

@@ -8,6 +8,7 @@ plain dictionaries following ``docs/events.md``.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from .alarms import AlarmConfig, AlarmEngine
 from .beats import BeatFeatures, live_front_end
 from .early_run import EarlyRunRule
 from .labels import BEAT_SYMBOLS, CLASS_TO_AAMI, SYMBOL_TO_CLASS
+from .post_pause import PostPauseRule
 from .ringbuffer import RingBuffer
 
 if TYPE_CHECKING:
@@ -92,7 +94,13 @@ class StreamMonitor:
         (and RR features) are complete; :meth:`take_ready` hands out the
         features of such beats, the caller classifies them (batched over
         streams) and :meth:`label_beats` returns their events. Without one,
-        beat events carry ``label`` ``"?"`` and leave at once.
+        beat events carry ``label`` ``"?"`` and leave at once. With a
+        post-pause rule in the classifier's file (:mod:`monitor.post_pause`),
+        an early beat called N that waits for its next interval leaves at
+        once with its label so far and ``provisional: true``; a ``relabel``
+        event follows when the rule changes it (before the next beat's
+        event: the next beat's detection settles it), and the beats after it
+        wait behind it (docs/events.md).
 
     Attributes
     ----------
@@ -129,6 +137,8 @@ class StreamMonitor:
         self.featurizer = None if classifier is None else classifier.make_featurizer(self.fs)
         #: The classifier's early-run rule for this stream (None: none), applied in :meth:`label_beats`.
         self.early_runs = None if classifier is None else EarlyRunRule.for_classifier(classifier)
+        #: The classifier's post-pause rule (None: none), applied before the early-run rule.
+        self.post_pause = None if classifier is None else PostPauseRule.for_classifier(classifier)
         self.raw = RingBuffer(self.fs, buffer_s)
         self.filtered = RingBuffer(self.fs, buffer_s)
         self.alarms = AlarmEngine(self.fs, stream, alarm_config or AlarmConfig())
@@ -155,6 +165,10 @@ class StreamMonitor:
         # beats detected but not yet classified: sample -> partial beat event
         self._unlabelled: dict[int, dict] = {}
         self._ready: list[BeatFeatures] = []
+        # classified beats waiting, in order, for the post-pause rule: (samples, probs, rr, rhythm, waits)
+        self._held: list[tuple[np.ndarray, ...]] = []
+        # the first held beat once its provisional event has left: (sample, event, arrival)
+        self._provisional: tuple[int, dict, float] | None = None
         self._end_event: dict | None = None
         self._ref_beats: deque[tuple[int, str]] = deque()
         #: Live confusion of replayed annotated records: ref AAMI class -> predicted AAMI -> count.
@@ -167,6 +181,8 @@ class StreamMonitor:
         self.beats: list[int] = []
         self._rr: deque[float] = deque(maxlen=HR_BEATS)
         self._last_beat: int | None = None
+        # the first beats after holes (their interval from the one before is not known)
+        self._after_hole: deque[int] = deque(maxlen=_ARRIVALS_KEPT)
         self._last_hole_end = -1
         self._state = "learning"
         self._lead_off = False
@@ -211,6 +227,8 @@ class StreamMonitor:
             since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
             events.extend(self._state_change(state, since, in_gap))
             self._state = state
+        if self._held:
+            events.extend(self._advance())
         events.extend(self.alarms.process(events, self._horizon(), y, start))
         return events
 
@@ -267,6 +285,8 @@ class StreamMonitor:
             if self._last_beat is not None and self._last_beat > self._last_hole_end:
                 rr = (p - self._last_beat) / self.fs
                 self._rr.append(rr)
+            elif self._last_beat is not None:
+                self._after_hole.append(p)
             self._last_beat = p
             self.beats.append(p)
             hr = 60.0 / float(np.median(self._rr)) if self._rr else None
@@ -309,40 +329,142 @@ class StreamMonitor:
         probs : numpy.ndarray, shape (len(features), n_classes)
             Class probabilities from the classifier, in its class order
             (:meth:`~monitor.model.Classifier.predict_proba`); the stream's
-            early-run rule (:attr:`early_runs`) is applied to a copy here,
-            so beats must come in stream order.
+            post-pause rule (:attr:`post_pause`) and early-run rule
+            (:attr:`early_runs`) are applied to a copy here, so beats must
+            come in stream order.
 
         Returns
         -------
         list of dict
             ``beat`` events with ``label``, ``aami``, ``prob`` (and ``ref`` on
-            annotated replays), then alarm events.
+            annotated replays), then alarm events.  A beat that waits for the
+            post-pause rule leaves with ``provisional: true``; its ``relabel``
+            event, if the rule changes its label, and the events of the beats
+            behind it come from :meth:`handle` or a later call (and
+            :meth:`finish_end` at the latest).
         """
-        classes = self.classifier.classes
-        aami = self.classifier.aami
-        if self.early_runs is not None:
-            probs = self.early_runs.process(np.array(probs, dtype=np.float32), features.rr, features.rhythm)
-        best = probs.argmax(axis=1)
-        now = time.monotonic()
-        out = []
-        for i, sample in enumerate(features.sample.tolist()):
-            ev = self._unlabelled.pop(int(sample), None)
-            if ev is None:
-                continue
-            k = int(best[i])
-            ev["label"] = classes[k]
-            ev["aami"] = aami[k]
-            ev["prob"] = {c: round(float(p), 4) for c, p in zip(classes, probs[i])}
-            if self.ref_sample:
-                ref = self._match_ref(int(sample))
-                ev["ref"] = ref
-                ref_aami = CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-"
-                row = self.confusion.setdefault(ref_aami, {})
-                row[aami[k]] = row.get(aami[k], 0) + 1
-            ev["latency"] = round(now - ev.pop("_arrival"), 6)
-            out.append(ev)
+        probs = np.array(probs, dtype=np.float32)
+        if self.post_pause is None:
+            out = self._label(features.sample, probs, features.rr, features.rhythm)
+        else:
+            waits = self.post_pause.waits(probs, features.rr, features.rhythm)
+            self._held.append((features.sample, probs, features.rr, features.rhythm, waits))
+            out = self._advance()
         out.extend(self.alarms.process(out, self._horizon()))
         return out
+
+    def _advance(self, final: bool = False) -> list[dict]:
+        """Events of the held beats: those now final (and ``relabel``), then the provisional event of the first that waits."""
+        out = self._label(*self._release(final))
+        if self._held and self._provisional is None:
+            sample, probs, rr, rhythm, _ = (a[:1] for a in self._held[0])
+            if self.early_runs is not None:
+                probs = self.early_runs.peek(probs, rr, rhythm)
+            ev, arrival = self._beat_event(int(sample[0]), probs[0])
+            if ev is not None:
+                ev["provisional"] = True
+                self._provisional = (int(sample[0]), ev, arrival)
+                out.append(ev)
+        return out
+
+    def _release(self, final: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The held beats whose label is now final, in order, with the post-pause rule applied.
+
+        A waiting beat is final when the detector has reported a later beat
+        (its next interval is known), when the detector's horizon has passed
+        ``min_post_ratio`` times its interval with no beat (a pause), or,
+        unchanged, when the signal could not be judged since the beat (hole,
+        lead-off, restart) or ``final`` (the stream ended).
+        """
+        rule = self.post_pause
+        samples, probs, rr, rhythm, waits = (np.concatenate(parts) for parts in zip(*self._held))
+        self._held = []
+        post = np.full(samples.size, np.nan)
+        pause = rule.pause_s(rr) if samples.size else np.zeros(0)
+        judged = self.detector.state not in ("learning", "flat", "hole")
+        horizon = self.next_index - self._delay_samples
+        n_final = samples.size
+        for i in np.flatnonzero(waits).tolist():  # a few beats per call
+            s = int(samples[i])
+            j = bisect.bisect_right(self.beats, s)
+            if j < len(self.beats):
+                if self.beats[j] not in self._after_hole:  # else a hole between: the pause cannot be judged
+                    post[i] = (self.beats[j] - s) / self.fs
+            elif s <= self._last_hole_end:
+                pass  # a hole since the beat, and no beat after it: the pause cannot be judged
+            elif judged and horizon > s + pause[i] * self.fs:
+                post[i] = np.inf  # no beat for longer than the pause: one is certain
+            elif not final and judged:
+                n_final = i  # this beat and those after it wait
+                break
+        if n_final < samples.size:
+            self._held.append(tuple(a[n_final:] for a in (samples, probs, rr, rhythm, waits)))
+        k = n_final
+        probs_k = rule.apply(probs[:k], rr[:k], rhythm[:k], post[:k])
+        return samples[:k], probs_k, rr[:k], rhythm[:k]
+
+    def _label(self, samples: np.ndarray, probs: np.ndarray, rr: np.ndarray, rhythm: np.ndarray) -> list[dict]:
+        """Events of classified beats whose label is final (the early-run rule applied here, in order).
+
+        A beat whose provisional event has left gets a ``relabel`` event
+        instead, when its final label differs.
+        """
+        if self.early_runs is not None and len(samples):
+            probs = self.early_runs.process(probs, rr, rhythm)
+        out = []
+        for i, sample in enumerate(samples.tolist()):
+            if self._provisional is not None and self._provisional[0] == sample:
+                ev = self._relabel(*self._provisional[1:], probs[i])
+                self._provisional = None
+            else:
+                ev = self._beat_event(int(sample), probs[i])[0]
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def _beat_event(self, sample: int, prob: np.ndarray) -> tuple[dict | None, float]:
+        """The event of a classified beat (None if it is not waiting for its label) and the arrival of its R wave."""
+        ev = self._unlabelled.pop(sample, None)
+        if ev is None:
+            return None, 0.0
+        classes, aami = self.classifier.classes, self.classifier.aami
+        k = int(prob.argmax())
+        ev["label"] = classes[k]
+        ev["aami"] = aami[k]
+        ev["prob"] = {c: round(float(p), 4) for c, p in zip(classes, prob)}
+        if self.ref_sample:
+            ref = self._match_ref(sample)
+            ev["ref"] = ref
+            ref_aami = CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-"
+            row = self.confusion.setdefault(ref_aami, {})
+            row[aami[k]] = row.get(aami[k], 0) + 1
+        arrival = ev.pop("_arrival")
+        ev["latency"] = round(time.monotonic() - arrival, 6)
+        return ev, arrival
+
+    def _relabel(self, beat: dict, arrival: float, prob: np.ndarray) -> dict | None:
+        """The ``relabel`` event of a provisionally labelled beat whose final label differs (None if it is the same)."""
+        classes, aami = self.classifier.classes, self.classifier.aami
+        k = int(prob.argmax())
+        if classes[k] == beat["label"]:
+            return None
+        if "ref" in beat:
+            ref = beat["ref"]
+            row = self.confusion.setdefault(CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-", {})
+            row[beat["aami"]] -= 1
+            row[aami[k]] = row.get(aami[k], 0) + 1
+        return {
+            "type": "relabel",
+            "stream": self.stream,
+            "sample": beat["sample"],
+            "time": beat["time"],
+            "label": classes[k],
+            "aami": aami[k],
+            "prob": {c: round(float(p), 4) for c, p in zip(classes, prob)},
+            "was": beat["label"],
+            "rule": "post-pause",
+            "latency": round(time.monotonic() - arrival, 6),
+        }
 
     def _match_ref(self, sample: int) -> str | None:
         """The reference beat symbol within 150 ms of ``sample`` (nearest), if any."""
@@ -376,7 +498,8 @@ class StreamMonitor:
         if ev is None:
             return []
         ev["beats"] = len(self.beats)
-        return self.alarms.process([ev], self._alarm_horizon) + [ev]
+        beats = self._advance(final=True) if self._held else []
+        return beats + self.alarms.process(beats + [ev], self._alarm_horizon) + [ev]
 
     def external_status(self, status: str, **extra) -> list[dict]:
         """A status found outside the signal (``no-data``, ``data``); returns its events.

@@ -170,6 +170,14 @@ def _pack_212(values: np.ndarray) -> bytes:
     return out.tobytes()
 
 
+def _beat_note(label: str) -> _Note:
+    """The annotation of a beat labelled ``label`` (its sample set when written)."""
+    symbol = LABEL_TO_SYMBOL.get(label)
+    if symbol is None:
+        return _Note(0, MIT_CODES["Q"], SUBTYPE_UNKNOWN_LABEL, label.encode("ascii", "replace")[:16])
+    return _Note(0, MIT_CODES[symbol], SUBTYPE_UNCLASSIFIED if label == "?" else 0, b"")
+
+
 class StreamRecorder:
     """Write one stream's samples and events as a WFDB record, incrementally.
 
@@ -293,6 +301,7 @@ class StreamRecorder:
         self._blocks: list[np.ndarray] = []
         self._buffered = 0
         self._pending: list[tuple[int, _Note]] = []  # (stream sample, note) not yet written
+        self._provisional: tuple[int, _Note] | None = None  # a beat whose label may still change (relabel)
         self._written: deque[_Note] = deque()  # recent annotations (rewritable tail)
         self._offsets: deque[int] = deque()  # their byte offsets in the annotation file
         self._base_sample = 0  # sample of the annotation before _written[0] (0: none)
@@ -436,26 +445,33 @@ class StreamRecorder:
             self.flush()
 
     def write_events(self, events: Sequence[dict]) -> None:
-        """Add the ``beat`` and ``alarm`` events of this stream (docs/events.md).
+        """Add the ``beat``, ``relabel`` and ``alarm`` events of this stream (docs/events.md).
 
         Beats become beat annotations with the mapped symbol
         (:data:`LABEL_TO_SYMBOL`); alarms become comment annotations
-        (``"``) whose ``aux_note`` is :func:`alarm_note`. Other events and
-        other streams' events are ignored. They are written at the next flush.
+        (``"``) whose ``aux_note`` is :func:`alarm_note`. A beat with
+        ``provisional: true`` is kept back until the stream's next beat event
+        (or :meth:`close`), and a ``relabel`` event of it before then gives
+        it its final label. Other events and other streams' events are
+        ignored. They are written at the next flush.
         """
         notes = []
         for ev in events:
             if ev.get("stream") != self.stream:
                 continue
             kind = ev.get("type")
+            if kind == "relabel":
+                if self._provisional is not None and self._provisional[0] == int(ev["sample"]):
+                    self._provisional = (self._provisional[0], _beat_note(str(ev.get("label", "?"))))
+                continue
             if kind == "beat":
-                label = str(ev.get("label", "?"))
-                symbol = LABEL_TO_SYMBOL.get(label)
-                if symbol is None:
-                    note = _Note(0, MIT_CODES["Q"], SUBTYPE_UNKNOWN_LABEL, label.encode("ascii", "replace")[:16])
-                else:
-                    sub = SUBTYPE_UNCLASSIFIED if label == "?" else 0
-                    note = _Note(0, MIT_CODES[symbol], sub, b"")
+                note = _beat_note(str(ev.get("label", "?")))
+                if self._provisional is not None:
+                    notes.append(self._provisional)  # its label is final once the next beat comes
+                    self._provisional = None
+                if ev.get("provisional"):
+                    self._provisional = (int(ev["sample"]), note)
+                    continue
             elif kind == "alarm":
                 text = alarm_note(ev).encode("ascii", "replace")[:_MAX_AUX_BYTES]
                 note = _Note(0, MIT_CODES[ALARM_SYMBOL], 0, text)
@@ -582,6 +598,9 @@ class StreamRecorder:
                 return
             t0 = time.perf_counter()
             try:
+                if self._provisional is not None:
+                    self._pending.append(self._provisional)
+                    self._provisional = None
                 self._flush_samples(final=True)
                 self._flush_annotations()
                 self._ann.truncate(self._ann_end + len(_EOF))

@@ -240,7 +240,7 @@ class MonitorRunner:
             def sink(events: list[dict]) -> None:
                 for ev in events:
                     rec = self.recorders.get(ev.get("stream"))
-                    if rec is not None and ev.get("type") in ("beat", "alarm"):
+                    if rec is not None and ev.get("type") in ("beat", "relabel", "alarm"):
                         rec.write_events([ev])
                 if downstream is not None:
                     downstream(events)

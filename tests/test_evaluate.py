@@ -336,8 +336,21 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     m14 = _eval_record_100(tmp_path / "normal.pt", mitdb, tmp_path / "cache", tmp_path / "ev14")
     assert m14["prematurity_reference"] == "normal" and m11["prematurity_reference"] == "long"
     assert "mean of the recent normal intervals" in (tmp_path / "ev14" / "report.md").read_text()
+    # the post-pause rule: as given; it needs the AF rule (the bare file has none)
+    assert train_cli.main(["--add-rules", str(bare), "--post-pause-rule", "0.9,1.2", *common]) == 2
+    assert "post_pause_rule needs the AF rule" in capsys.readouterr().err
+    assert train_cli.main(["--add-rules", str(tmp_path / "ruled.pt"), "--post-pause-rule", "0.9,1.2", "--weights-out", str(tmp_path / "pp.pt"), *common]) == 0
+    pp = Classifier.from_file(tmp_path / "pp.pt")
+    table = {"max_pre_normal": 0.9, "min_post_ratio": 1.2}
+    assert pp.post_pause_rule == (0.9, 1.2) and pp.meta["training"]["post_pause_rule"] == table
+    assert pp.early_beat_rule == seven.early_beat_rule and pp.meta["logit_bias"] == seven.meta["logit_bias"]  # the other rules kept
+    m15 = _eval_record_100(tmp_path / "pp.pt", mitdb, tmp_path / "cache", tmp_path / "ev15")
+    assert m15["post_pause_rule"] == table and not m15["post_pause_rule_ignored"] and m12["post_pause_rule"] is None
+    assert "post-pause rule (beats called N" in (tmp_path / "ev15" / "report.md").read_text()
+    m16 = _eval_record_100(tmp_path / "pp.pt", mitdb, tmp_path / "cache", tmp_path / "ev16", "--no-post-pause-rule")
+    assert m16["post_pause_rule_ignored"] and m16["ec57"] == m12["ec57"]  # without it, the file scores as the one without the rule
     # a bad value is one line on stderr, exit 2
-    for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F"), ("--logit-offset", "V")):
+    for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F"), ("--logit-offset", "V"), ("--post-pause-rule", "0.9")):
         with pytest.raises(SystemExit) as exit_:
             train_cli.main([flag, value, "--no-progress"])
         assert exit_.value.code == 2

@@ -110,10 +110,14 @@ def test_no_pause_or_asystole_while_beats_wait_for_their_label(mitdb, tiny_weigh
 
 
 def _offline_labels(clf, rb) -> np.ndarray:
-    """ecg-eval's labels of a record's beats: the classifier's rules, then the early-run rule in beat order."""
+    """ecg-eval's labels of a record's beats: the classifier's rules, then the post-pause and early-run rules in beat order."""
     from monitor.early_run import EarlyRunRule
+    from monitor.post_pause import PostPauseRule
 
     prob = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm)
+    pauses = PostPauseRule.for_classifier(clf)
+    if pauses is not None:
+        prob = pauses.apply_to_record(prob, rb.rr, rb.rhythm)
     runs = EarlyRunRule.for_classifier(clf)
     return (prob if runs is None else runs.process(prob, rb.rr, rb.rhythm)).argmax(1)
 
@@ -144,7 +148,7 @@ def test_live_labels_apply_the_shipped_rules_as_the_evaluation_does(mitdb, tmp_p
     # be called A (those kept come before 32 intervals are known, or where the rhythm does not
     # look like AF)
     bare, meta = load_model(asset("model.pt"))
-    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule", "early_beat_to_v", "early_run_beats", "early_run_max_pre_long")})
+    plain = Classifier(bare, {k: v for k, v in meta.items() if k not in ("af_rule", "prematurity_max_rr_ratio", "early_beat_rule", "early_beat_to_v", "early_run_beats", "early_run_max_pre_long", "post_pause_rule")})
     a = CLASSES.index("A")
     called_a = plain.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm).argmax(1) == a
     in_af = (rb.rhythm[:, 0] > clf.af_rule[0]) & (rb.rhythm[:, 1] < clf.af_rule[1])
@@ -170,6 +174,8 @@ def test_live_labels_apply_the_early_beat_rule_as_the_evaluation_does(mitdb, tmp
     rule = clf.early_beat_rule
     g, loc = (list(clf.meta["rr_names"]).index(n) for n in ("pre_long", "pre_local"))
     rr_s = clf.s_rule_rr(rb.rr, rb.rhythm)  # the S rules' ratios (pre_long, or pre_normal in its column)
+    clf.post_pause_rule = None  # (it finds some of the same beats: measured on its own in test_post_pause)
+    offline = _offline_labels(clf, rb)
     clf.early_run_beats = None
     no_runs = _offline_labels(clf, rb)
     a = CLASSES.index("A")

@@ -21,7 +21,7 @@ DURATION = "300"
 BASE = {
     "V_offset": -0.25, "v_prematurity_quantile": 0.07, "prematurity_quantile": 0.1, "max_regular": 0.6, "max_p_wave": 0.0,
     "early_beat_quantile": 0.005, "early_beat_to_v": 0, "early_run_quantile": 0.01, "early_run_beats": 10,
-    "normal_reference": 0,
+    "normal_reference": 0, "post_pause_max_pre_normal": 0.0, "post_pause_min_ratio": 0.0,
 }  # fmt: skip
 
 
@@ -57,10 +57,14 @@ def test_sweep_gives_what_add_rules_and_ecg_eval_give_out_of_fold(mitdb, tmp_pat
     recs = [r for f in FOLDS.values() for r in f]
     data = ds.build_dataset(recs, mitdb, fz, cache=cache, progress=False, duration_s=float(DURATION))
     folds = [FoldNetworks(k, held, nets) for k, held in FOLDS.items()]
-    grid = parse_grid(["prematurity_quantile=0.05,0.1", "early_run_beats=0,10", "early_beat_to_v=0,1"], BASE)
+    grid = parse_grid(["prematurity_quantile=0.05,0.1", "early_run_beats=0,10", "early_beat_to_v=0,1", "post_pause_max_pre_normal=0,0.9",
+                       "post_pause_min_ratio=1.2"], BASE)
     rows = sweep_rules(folds, grid, data=data, fusion_quantile=0.0, progress=False)
-    assert len(rows) == 8 and rows == sorted(rows, key=lambda r: -r["f1"])
-    row = next(r for r in rows if r["prematurity_quantile"] == 0.1 and r["early_run_beats"] == 10 and r["early_beat_to_v"] == 1)
+    assert len(rows) == 16 and rows == sorted(rows, key=lambda r: -r["f1"])
+    pick = lambda pp: next(r for r in rows if r["prematurity_quantile"] == 0.1 and r["early_run_beats"] == 10  # noqa: E731
+                           and r["early_beat_to_v"] == 1 and r["post_pause_max_pre_normal"] == pp)  # fmt: skip
+    row = pick(0.9)
+    assert pick(0.0)["se"] < row["se"]  # the post-pause rule finds more S beats here
     assert {*SETTINGS} <= set(row) and 0 < row["f1"] <= 1 and 0 < row["ensemble_f1"] <= 1
 
     # the same setting through the trainer: each network given the rules of the other fold's records,
@@ -75,7 +79,8 @@ def test_sweep_gives_what_add_rules_and_ecg_eval_give_out_of_fold(mitdb, tmp_pat
             ruled = tmp_path / f"ruled{i}{k}.pt"
             args = ["--add-rules", str(w), "--config", str(cfg), "--prematurity-quantile", "0.1",
                     "--v-prematurity-quantile", "0.07", "--early-beat-quantile", "0.005", "--early-run-beats", "10",
-                    "--early-run-quantile", "0.01", "--early-beat-to-v", "--logit-offset", "V=-0.25", "--weights-out", str(ruled),
+                    "--early-run-quantile", "0.01", "--early-beat-to-v", "--logit-offset", "V=-0.25", "--post-pause-rule", "0.9,1.2",
+                    "--weights-out", str(ruled),
                     "--protocol", "inter", "--records", f"{','.join(train)};{','.join(held)}", "--duration", DURATION,
                     "--data-dir", str(mitdb), "--cache", str(cache), "--no-progress"]  # fmt: skip
             assert train_cli.main(args) == 0
@@ -92,7 +97,7 @@ def test_sweep_gives_what_add_rules_and_ecg_eval_give_out_of_fold(mitdb, tmp_pat
     # the V criterion and N Se come from the same tables
     v_rows = sweep_rules(folds, parse_grid([], BASE), data=data, fusion_quantile=0.0, criterion="V", progress=False)
     assert len(v_rows) == 1 and 0 < v_rows[0]["f1"] <= 1
-    one = sweep_rules([FoldNetworks(k, h, nets[:1]) for k, h in FOLDS.items()], parse_grid([], BASE), data=data,
+    one = sweep_rules([FoldNetworks(k, h, nets[:1]) for k, h in FOLDS.items()], parse_grid(["post_pause_max_pre_normal=0.9", "post_pause_min_ratio=1.2"], BASE), data=data,
                       fusion_quantile=0.0, progress=False)[0]  # fmt: skip
     assert one["N_se"] == pytest.approx(n_se0, abs=1e-12)
 
@@ -105,6 +110,7 @@ def test_grid_and_fold_arguments_are_checked(tmp_path):
         ("nonsense=1", "NAME one of"), ("max_regular", "NAME one of"), ("max_regular=x", "must be numbers"),
         ("max_regular=", "one or more"), ("prematurity_quantile=0.6", r"\[0, 0.5\)"), ("max_regular=1.5", r"\(0, 1\]"),
         ("early_run_beats=2.5", "whole numbers"), ("max_p_wave=-0.1", r"0 \(none\)"), ("max_regular=nan", "finite"), ("early_beat_to_v=0.5", "0 or 1"),
+        ("post_pause_max_pre_normal=1.5", r"\(0, 1\]"), ("post_pause_min_ratio=0.5", "1 to 5"),
     ]:  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             parse_grid([bad], BASE)
@@ -195,7 +201,8 @@ def test_ecg_train_fold_networks_trains_each_fold_without_its_records(mitdb, tmp
     # ecg-bench rules on them gives what sweep_rules gives
     rows = sweep_rules(folds, parse_grid(["early_run_beats=0,10"], BASE), data=data, fusion_quantile=0.0, progress=False)
     cfg = tmp_path / "rules.toml"
-    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular", "max_p_wave", "early_beat_to_v", "normal_reference"))
+    cfg.write_text("".join(f"{k} = {v}\n" for k, v in BASE.items() if k not in ("V_offset", "max_regular", "max_p_wave", "early_beat_to_v", "normal_reference",
+                                                                              "post_pause_max_pre_normal", "post_pause_min_ratio"))
                    + "[logit_offsets]\nV = -0.25\n[af_rule]\nmin_irregular = 0.1\nmax_regular = 0.6\n")
     js = tmp_path / "rows.json"
     assert bench.main(["rules", "--weights", str(out / "fold-{fold}" / "model.pt"), "--folds", "2", "--config", str(cfg),

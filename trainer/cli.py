@@ -30,7 +30,7 @@ _FIELDS = (
     "class_weight_power", "weight_decay", "ema_decay", "augment_noise", "augment_shift", "cv",
     "calibrate", "augment_stretch", "ensemble", "fold_networks", "class_weight_scale", "fusion_quantile",
     "prematurity_quantile", "v_prematurity_quantile", "early_beat_quantile", "early_beat_to_v", "early_run_beats", "early_run_quantile", "logit_offsets",
-    "prematurity_reference",
+    "prematurity_reference", "post_pause_rule",
 )  # fmt: skip
 
 
@@ -42,6 +42,17 @@ def _fold(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fold index (0, 1, ...) or 'none', got {text!r}") from None
+
+
+def _post_pause(text: str) -> dict[str, float]:
+    """``--post-pause-rule`` value: ``MAX_PRE_NORMAL,MIN_POST_RATIO``."""
+    parts = [t.strip() for t in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return {"max_pre_normal": float(parts[0]), "min_post_ratio": float(parts[1])}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two ratios MAX_PRE_NORMAL,MIN_POST_RATIO such as 0.9,1.2, got {text!r}") from None
 
 
 def _scales(text: str, example: str = "CLASS=FACTOR pairs such as F=0.25") -> dict[str, float]:
@@ -116,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --early-run-beats: the later beats of a run stay in it while their pre-RR over the long mean "
                         "RR is below the Q quantile of the training N beats' outside AF (e.g. 0.01; default 0: the "
                         "early-beat rule's threshold)")
+    p.add_argument("--post-pause-rule", type=_post_pause, default=d, metavar="A,B",
+                   help="store the post-pause rule (needs af_rule): a beat called N outside AF-like rhythm whose pre-RR "
+                        "is below A times the mean recent normal interval and whose next interval is longer than B times "
+                        "its own is called S; live, such a beat's label waits for the next beat (e.g. 0.9,1.2; "
+                        "default: no rule)")
     p.add_argument("--logit-offset", dest="logit_offsets", type=_offsets, default=d, metavar="C=X[,C=X]",
                    help="store a decision offset X (logit units, -10 to 10) for model class C in the weights, added to "
                         "its logit before the softmax, e.g. V=-1.0 to call V less often (default: none; with --calibrate, "
@@ -152,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--add-rules", metavar="WEIGHTS", default=None,
                    help="do not train: store the decision rules of the settings (--fusion-quantile, "
-                        "--prematurity-quantile, --v-prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-beat-to-v, --early-run-beats and --early-run-quantile; --logit-offset; "
+                        "--prematurity-quantile, --v-prematurity-quantile and --early-beat-quantile, from the protocol's training records; --early-beat-to-v, --early-run-beats and --early-run-quantile; --post-pause-rule; --logit-offset; "
                         "af_rule of --config) in the existing weights file WEIGHTS (or --weights-out)")
     p.add_argument("--combine", metavar="WEIGHTS", nargs="+", default=None,
                    help="do not train: join these weights files (two or more, of one architecture and featurizer) into "

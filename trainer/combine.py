@@ -38,6 +38,7 @@ SHARED_KEYS: tuple[str, ...] = ("architecture", "hparams", "classes", "featurize
 RULE_KEYS: tuple[str, ...] = (
     "logit_bias", "fusion_max_template_rms", "af_rule", "prematurity_max_rr_ratio", "v_prematurity_max_rr_ratio",
     "early_beat_rule", "early_beat_to_v", "early_run_beats", "early_run_max_pre_long", "prematurity_reference",
+    "post_pause_rule",
 )  # fmt: skip
 
 

@@ -201,6 +201,7 @@ def evaluate(
     use_early_beat_rule: bool = True,
     use_early_beat_to_v: bool = True,
     use_early_run_rule: bool = True,
+    use_post_pause_rule: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a weights file on a protocol's test records; write the artefacts to ``out``.
 
@@ -209,9 +210,9 @@ def evaluate(
     evaluates member K of an ensemble alone (``ecg-train --ensemble``
     stores the final model as member 0), to measure what the ensemble adds.
     The ``use_*_rule=False`` options ignore one of the file's decision
-    rules (:mod:`monitor.model`, :mod:`monitor.early_run`), to measure it.
-    The early-run rule follows each record's beats in order, as the live
-    monitor does: with the seed protocol it runs over every detected beat of
+    rules (:mod:`monitor.model`, :mod:`monitor.post_pause`,
+    :mod:`monitor.early_run`), to measure it.  The post-pause and early-run
+    rules follow each record's beats in order, as the live monitor does: with the seed protocol it runs over every detected beat of
     a record before the test beats are picked.
 
     Returns
@@ -224,6 +225,7 @@ def evaluate(
     matplotlib.use("Agg")
     from monitor.early_run import EarlyRunRule
     from monitor.model import Classifier, load_model, member_count, select_member
+    from monitor.post_pause import PostPauseRule
 
     from .train import default_threads
 
@@ -256,6 +258,9 @@ def evaluate(
     run_pre_long = clf.early_run_max_pre_long
     if not use_early_run_rule:
         clf.early_run_beats = None
+    post_pause = clf.post_pause_rule
+    if not use_post_pause_rule:
+        clf.post_pause_rule = None
     weights = Path(weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -280,6 +285,7 @@ def evaluate(
     ys, ps, parts, recs_of = [], [], [], []
     examples: dict[int, list[np.ndarray]] = {i: [] for i in range(len(CLASSES))}
     runs = EarlyRunRule.for_classifier(clf)
+    pauses = PostPauseRule.for_classifier(clf)
     for r in test_recs:
         rb = data[r]
         ix = sel[r]
@@ -287,10 +293,15 @@ def evaluate(
             runs.reset()  # each record is a stream of its own
         if not ix.size:
             prob = np.zeros((0, len(CLASSES)), np.float32)
-        elif runs is None:
+        elif runs is None and pauses is None:
             prob = clf.predict_proba(rb.windows[ix], rb.rr[ix], rhythm=rb.rhythm[ix])
         else:  # in stream order over every beat, as live
-            prob = runs.process(clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm), rb.rr, rb.rhythm)[ix]
+            prob = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm)
+            if pauses is not None:
+                prob = pauses.apply_to_record(prob, rb.rr, rb.rhythm)
+            if runs is not None:
+                prob = runs.process(prob, rb.rr, rb.rhythm)
+            prob = prob[ix]
         lab = rb.label[ix]
         ys.append(lab)
         ps.append(prob)
@@ -346,6 +357,8 @@ def evaluate(
         "early_run_beats": run_beats,
         "early_run_max_pre_long": run_pre_long,
         "early_run_rule_ignored": not use_early_run_rule and run_beats is not None,
+        "post_pause_rule": None if post_pause is None else {"max_pre_normal": post_pause[0], "min_post_ratio": post_pause[1]},
+        "post_pause_rule_ignored": not use_post_pause_rule and post_pause is not None,
         "members_in_file": n_members,
         "member_evaluated": member,
     }
@@ -503,6 +516,12 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + ("" if m.get("early_run_max_pre_long") is None
            else f", later beats of a run below {m['early_run_max_pre_long']:.3f} times the S rules' reference")
         + (" (ignored: --no-early-run-rule)" if m.get("early_run_rule_ignored") else ""),
+        "* post-pause rule (beats called N outside AF-like rhythm whose pre-RR is below the first ratio of the mean "
+        "recent normal interval and whose next interval is longer than the second ratio times their own are called S; "
+        "live, such a beat's label waits for the next beat): "
+        + ("none" if m.get("post_pause_rule") is None
+           else f"{m['post_pause_rule']['max_pre_normal']:g} and {m['post_pause_rule']['min_post_ratio']:g}")
+        + (" (ignored: --no-post-pause-rule)" if m.get("post_pause_rule_ignored") else ""),
         "* models: " + _models_scored(m),
         "",
         "## Per model class",
@@ -601,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(ecg-train --early-beat-to-v), to measure its effect")
     p.add_argument("--no-early-run-rule", action="store_true",
                    help="ignore the early-run rule stored in the weights (ecg-train --early-run-beats), to measure its effect")
+    p.add_argument("--no-post-pause-rule", action="store_true",
+                   help="ignore the post-pause rule stored in the weights (ecg-train --post-pause-rule), to measure its effect")
     p.add_argument("--member", type=int, default=None,
                    help="evaluate only member K (0-based) of an ensemble weights file (ecg-train --ensemble: 0 is the final model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -620,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             member=args.member, use_fusion_rule=not args.no_fusion_rule, use_af_rule=not args.no_af_rule,
             use_prematurity_rule=not args.no_prematurity_rule, use_v_prematurity_rule=not args.no_v_prematurity_rule,
             use_early_beat_rule=not args.no_early_beat_rule, use_early_beat_to_v=not args.no_early_beat_to_v,
-            use_early_run_rule=not args.no_early_run_rule,
+            use_early_run_rule=not args.no_early_run_rule, use_post_pause_rule=not args.no_post_pause_rule,
         )  # fmt: skip
         print(f"accuracy {_pct(m['accuracy'])} %, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {m['roc_auc_macro']:.3f}")
         if "ec57" in m:

@@ -1,7 +1,7 @@
 """Out-of-fold sweep of the decision rules' settings: ``ecg-bench rules``.
 
 The settings of the decision rules (:mod:`monitor.model`,
-:mod:`monitor.early_run`) are chosen on the training patients alone.  A set
+:mod:`monitor.post_pause`, :mod:`monitor.early_run`) are chosen on the training patients alone.  A set
 of fold networks is trained, each on the DS1 records outside one
 patient-wise fold (the folds of ``ecg-train --cv``: :func:`trainer.dataset.val_records`),
 for example the four folds of seed 0::
@@ -46,6 +46,9 @@ training settings, ``--config``):
     The early-run rule's own threshold quantile (0: the early-beat threshold).
 ``early_run_beats``
     The early-run rule's bound in beats (0: no early-run rule).
+``post_pause_max_pre_normal``, ``post_pause_min_ratio``
+    The post-pause rule's ``max_pre_normal`` (in (0, 1]) and
+    ``min_post_ratio`` (1 to 5); 0 for either: no post-pause rule.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ __all__ = ["SETTINGS", "FoldNetworks", "add_rules_arguments", "fold_networks", "
 SETTINGS: tuple[str, ...] = (
     "V_offset", "v_prematurity_quantile", "prematurity_quantile", "max_regular", "max_p_wave",
     "early_beat_quantile", "early_beat_to_v", "early_run_quantile", "early_run_beats", "normal_reference",
+    "post_pause_max_pre_normal", "post_pause_min_ratio",
 )  # fmt: skip
 
 
@@ -123,6 +127,10 @@ def parse_grid(items: Sequence[str], base: dict[str, Any]) -> dict[str, list[flo
                 raise ConfigError(f"--grid max_p_wave: values must be 0 (none) or more, got {v:g}")
             if name in ("early_beat_to_v", "normal_reference") and v not in (0, 1):
                 raise ConfigError(f"--grid {name}: values must be 0 or 1, got {v:g}")
+            if name == "post_pause_max_pre_normal" and not 0 <= v <= 1:
+                raise ConfigError(f"--grid post_pause_max_pre_normal: values must be 0 (no rule) or in (0, 1], got {v:g}")
+            if name == "post_pause_min_ratio" and not (v == 0 or 1 <= v <= 5):
+                raise ConfigError(f"--grid post_pause_min_ratio: values must be 0 (no rule) or 1 to 5, got {v:g}")
             if name == "early_run_beats" and (v != int(v) or not 0 <= v <= 1000):
                 raise ConfigError(f"--grid early_run_beats: values must be whole numbers from 0 to 1000, got {v:g}")
         grid[name] = vals
@@ -262,6 +270,7 @@ def sweep_rules(
 
     from monitor.early_run import EarlyRunRule
     from monitor.model import Classifier, af_thresholds, load_model
+    from monitor.post_pause import PostPauseRule
 
     if criterion not in AAMI_CLASSES[:4]:
         raise ConfigError(f"criterion must be one of N, S, V, F, got {criterion!r}")
@@ -311,8 +320,13 @@ def sweep_rules(
                 rq = s["early_run_quantile"]
                 c.early_run_max_pre_long = th["early", nr, s["max_regular"], mp, rq][0] if rq else None
                 runs = EarlyRunRule.for_classifier(c)
+                pa, pb = s["post_pause_max_pre_normal"], s["post_pause_min_ratio"]
+                c.post_pause_rule = (pa, pb) if pa and pb else None
+                pauses = PostPauseRule.for_classifier(c)
                 for who, p0 in members:
                     p = c.apply_rules(_with_offsets(p0, bias), rb.windows, rb.rr, rb.rhythm)
+                    if pauses is not None:
+                        p = pauses.apply_to_record(p, rb.rr, rb.rhythm)
                     if runs is not None:
                         runs.reset()
                         runs.process(p, rb.rr, rb.rhythm)
@@ -363,6 +377,8 @@ def main_rules(args: argparse.Namespace) -> int:
         "early_run_quantile": cfg.early_run_quantile,
         "early_run_beats": cfg.early_run_beats,
         "normal_reference": float(cfg.prematurity_reference == "normal"),
+        "post_pause_max_pre_normal": float(cfg.post_pause_rule.get("max_pre_normal", 0.0)),
+        "post_pause_min_ratio": float(cfg.post_pause_rule.get("min_post_ratio", 0.0)),
     }  # fmt: skip
     grid = parse_grid(args.grid or [], base)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -49,6 +49,7 @@ from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, 
 from monitor.model import af_like, af_thresholds, logit_bias
 from monitor.model import PREMATURITY_REFERENCES, s_rule_rr
 from monitor.model import af_rule as af_rule_thresholds
+from monitor.model import post_pause_rule as post_pause_thresholds
 from replay import __version__
 from replay._validate import check_option
 from replay.errors import ConfigError
@@ -162,6 +163,16 @@ class TrainConfig:
         quantile of its values over the training set's N beats outside
         AF-like rhythm, e.g. 0.01 (0: the early-beat rule's ``max_pre_long``;
         default).  Needs ``early_run_beats`` and ``af_rule``.
+    post_pause_rule : dict
+        Store the post-pause rule (:mod:`monitor.post_pause`): a table of
+        ``max_pre_normal`` (in (0, 1]) and ``min_post_ratio`` (1 to 5), e.g.
+        ``{"max_pre_normal": 0.9, "min_post_ratio": 1.2}`` (a
+        ``[post_pause_rule]`` table in a config file, or ``--post-pause-rule
+        0.9,1.2``): a beat called AAMI N outside AF-like rhythm whose
+        ``pre_normal`` is below the first and whose next interval is longer
+        than the second times its own is called S; live, such a beat's label
+        waits for the next beat (default: empty, no rule).  Needs ``af_rule``
+        (with ``--add-rules``, a weights file that has it).
     prematurity_reference : {"long", "normal"}
         The interval ratio by which the S rules (prematurity, early-beat,
         early-run) judge how early a beat comes, and whose quantiles their
@@ -266,6 +277,7 @@ class TrainConfig:
     early_run_beats: int = 0
     early_run_quantile: float = 0.0
     prematurity_reference: str = "long"
+    post_pause_rule: dict = field(default_factory=dict)
     logit_offsets: dict = field(default_factory=dict)
     seed: int = 0
     patience: int = 12
@@ -350,6 +362,11 @@ class TrainConfig:
             raise ConfigError(f"af_rule must be a table of min_irregular, max_regular and optionally max_p_wave, got {self.af_rule!r}")
         if self.af_rule:
             af_rule_thresholds({"af_rule": self.af_rule, "classes": list(CLASSES), "featurizer": dict(self.featurizer)})
+        if not isinstance(self.post_pause_rule, dict):
+            raise ConfigError(f"post_pause_rule must be a table of max_pre_normal and min_post_ratio, got {self.post_pause_rule!r}")
+        if self.post_pause_rule:
+            post_pause_thresholds({"post_pause_rule": self.post_pause_rule, "classes": list(CLASSES),
+                                   "rr_names": ["pre_rr_s"], "af_rule": True})  # fmt: skip
         if isinstance(self.val_fold, str) and self.val_fold.strip().lower() == "none":
             self.val_fold = None  # a config file's val_fold = "none" (TOML has no null)
         if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):
@@ -367,6 +384,8 @@ class TrainConfig:
             raise ConfigError("early_beat_quantile needs the pre_long and pre_local RR features, which these featurizer settings do not give")
         if self.early_beat_quantile and not self.af_rule:
             raise ConfigError("early_beat_quantile needs an af_rule table (the rule acts only outside AF-like rhythm)")
+        if self.post_pause_rule and "pre_rr_s" not in fz.rr_names:
+            raise ConfigError("post_pause_rule needs the pre_rr_s RR feature, which these featurizer settings do not give")
         if self.early_run_quantile and "pre_long" not in fz.rr_names:
             raise ConfigError("early_run_quantile needs the pre_long RR feature, which these featurizer settings do not give")
         return self
@@ -377,6 +396,7 @@ class TrainConfig:
         return bool(
             self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.v_prematurity_quantile or self.early_beat_quantile
             or self.early_beat_to_v or self.early_run_beats or self.logit_offsets or self.prematurity_reference != "long"
+            or self.post_pause_rule
         )  # fmt: skip
 
     @property
@@ -605,7 +625,8 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
         raise ConfigError(
             "--add-rules needs a rule to add: --fusion-quantile > 0 (e.g. 0.01), --prematurity-quantile > 0 (e.g. 0.05), "
             "--v-prematurity-quantile > 0 (e.g. 0.07), "
-            "--early-beat-quantile > 0 (e.g. 0.005), --early-beat-to-v, --early-run-beats > 0 (e.g. 10), --logit-offset (e.g. V=-1.0) "
+            "--early-beat-quantile > 0 (e.g. 0.005), --early-beat-to-v, --early-run-beats > 0 (e.g. 10), --post-pause-rule (e.g. 0.9,1.2), "
+            "--logit-offset (e.g. V=-1.0) "
             "or an af_rule table in --config"
         )
     model, meta = load_model(weights)
@@ -615,6 +636,8 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
         raise ConfigError(f"{weights}: early_run_beats needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
     if cfg.early_run_quantile and not (cfg.af_rule or meta.get("af_rule")):
         raise ConfigError(f"{weights}: early_run_quantile needs the AF rule: the file has none, so add an af_rule table to --config")
+    if cfg.post_pause_rule and not (cfg.af_rule or meta.get("af_rule")):
+        raise ConfigError(f"{weights}: post_pause_rule needs the AF rule: the file has none, so add an af_rule table to --config")
     if cfg.prematurity_reference != meta.get("prematurity_reference", "long"):
         stale = [name for key, q, name in (
             ("prematurity_max_rr_ratio", cfg.prematurity_quantile, "--prematurity-quantile"),
@@ -727,6 +750,11 @@ def _store_rules(
         meta["early_beat_to_v"] = True
         meta["training"]["early_beat_to_v"] = True
         logger.info("early-beat rule: an early beat called N becomes the more probable of S and V")
+    if cfg.post_pause_rule:
+        meta["post_pause_rule"] = {k: float(v) for k, v in cfg.post_pause_rule.items()}
+        meta["training"]["post_pause_rule"] = dict(meta["post_pause_rule"])
+        logger.info("post-pause rule: N moved to S below pre-RR / mean normal RR %g when the next interval exceeds %g x "
+                    "the beat's own, outside AF", cfg.post_pause_rule["max_pre_normal"], cfg.post_pause_rule["min_post_ratio"])
     if cfg.early_run_beats:
         meta["early_run_beats"] = int(cfg.early_run_beats)
         meta["training"]["early_run_beats"] = int(cfg.early_run_beats)
@@ -993,6 +1021,8 @@ def train(cfg: TrainConfig, *, argv: list[str] | None = None, resume: bool = Fal
         raise ConfigError("early_run_beats needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005), whose thresholds it uses")
     if cfg.early_beat_to_v and not cfg.early_beat_quantile:
         raise ConfigError("early_beat_to_v needs the early-beat rule (early_beat_quantile > 0, e.g. 0.005)")
+    if cfg.post_pause_rule and not cfg.af_rule:
+        raise ConfigError("post_pause_rule needs an af_rule table (the rule acts only outside AF-like rhythm)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or default_threads())

@@ -83,6 +83,8 @@ class StreamState:
         kind = ev.get("type")
         if kind == "beat":
             self._beat(ev)
+        elif kind == "relabel":
+            self._relabel(ev)
         elif kind == "status":
             status = ev.get("status")
             if status == "connected":
@@ -119,6 +121,28 @@ class StreamState:
             horizon = sample - PVC_WINDOW_S * self.fs
             while self._v_samples and self._v_samples[0] < horizon:
                 self._v_samples.popleft()
+        self.changed = True
+
+    def _relabel(self, ev: dict) -> None:
+        """A beat's final label, given after its provisional one (the post-pause rule)."""
+        sample = int(ev["sample"])
+        for b in reversed(self.beats):  # the beat is among the last few
+            if b.sample == sample:
+                break
+            if b.sample < sample:
+                return  # no longer kept
+        else:
+            return
+        label = str(ev.get("label") or "?")
+        aami = str(ev.get("aami") or aami_of(label))
+        self.counts[b.aami if b.aami in self.counts else "?"] -= 1
+        self.counts[aami if aami in self.counts else "?"] += 1
+        if b.aami == "V" and aami != "V" and sample in self._v_samples:
+            self._v_samples.remove(sample)
+        elif aami == "V" and b.aami != "V":
+            self._v_samples.append(sample)
+            self._v_samples = deque(sorted(self._v_samples))
+        b.label, b.aami, b.prob = label, aami, ev.get("prob", b.prob)
         self.changed = True
 
     def pvc_per_min(self, now_sample: int | None = None) -> float:
