@@ -349,6 +349,12 @@ def test_train_without_validation_runs_every_epoch(mitdb, tmp_path, capsys):
     assert "post-pause rule (beats called N" in (tmp_path / "ev15" / "report.md").read_text()
     m16 = _eval_record_100(tmp_path / "pp.pt", mitdb, tmp_path / "cache", tmp_path / "ev16", "--no-post-pause-rule")
     assert m16["post_pause_rule_ignored"] and m16["ec57"] == m12["ec57"]  # without it, the file scores as the one without the rule
+    # a rule added to a file with the normal reference keeps it (the reference is the file's unless one is asked for)
+    assert train_cli.main(["--add-rules", str(tmp_path / "normal.pt"), "--post-pause-rule", "0.9,1.2", "--weights-out", str(tmp_path / "npp.pt"), *common]) == 0
+    npp = Classifier.from_file(tmp_path / "npp.pt")
+    assert npp.prematurity_reference == "normal" and npp.post_pause_rule == (0.9, 1.2) and npp.early_beat_rule == nr.early_beat_rule
+    assert train_cli.main(["--add-rules", str(tmp_path / "normal.pt"), "--prematurity-reference", "long", *common]) == 2
+    assert "--prematurity-reference long changes the ratio" in capsys.readouterr().err
     # a bad value is one line on stderr, exit 2
     for flag, value in (("--val-fold", "last"), ("--class-weight-scale", "F"), ("--logit-offset", "V"), ("--post-pause-rule", "0.9")):
         with pytest.raises(SystemExit) as exit_:

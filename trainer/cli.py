@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the network's own probabilities decide) instead of S (default: S)")
     p.add_argument("--prematurity-reference", choices=("long", "normal"), default=d,
                    help="interval ratio of the S rules (prematurity, early-beat, early-run) and of their thresholds: "
-                        "long, the pre-RR over the mean of the last long_beats intervals (default), or normal, over the "
-                        "mean of the recent normal intervals (premature ones and the pause after each left out)")
+                        "long, the pre-RR over the mean of the last long_beats intervals, or normal, over the "
+                        "mean of the recent normal intervals (premature ones and the pause after each left out) "
+                        "(default: long; with --add-rules, the weights file's own)")
     p.add_argument("--early-run-beats", type=int, default=d, metavar="K",
                    help="store the early-run rule (needs the early-beat rule): after an early beat called S, up to K "
                         "following beats called N that still come early against the long mean RR are called S "

@@ -173,14 +173,16 @@ class TrainConfig:
         than the second times its own is called S; live, such a beat's label
         waits for the next beat (default: empty, no rule).  Needs ``af_rule``
         (with ``--add-rules``, a weights file that has it).
-    prematurity_reference : {"long", "normal"}
+    prematurity_reference : {"long", "normal"} or None
         The interval ratio by which the S rules (prematurity, early-beat,
         early-run) judge how early a beat comes, and whose quantiles their
-        thresholds are: ``"long"``, the ``pre_long`` RR feature (default),
-        or ``"normal"``, the rhythm's ``pre_normal`` (the interval over the
+        thresholds are: ``"long"``, the ``pre_long`` RR feature, or
+        ``"normal"``, the rhythm's ``pre_normal`` (the interval over the
         mean of the recent normal intervals, see
         :func:`monitor.model.prematurity_reference`).  Stored in the
-        weights file when not ``"long"``.
+        weights file when not ``"long"``.  Default None: ``"long"`` when
+        training, and with ``--add-rules`` the weights file's own (so
+        adding another rule to a file keeps its reference).
     logit_offsets : dict
         Decision offsets to store in the weights file, in logit units
         (-10 to 10) by model class name, e.g. ``{"V": -1.0}``: added to that
@@ -276,7 +278,7 @@ class TrainConfig:
     early_beat_to_v: bool = False
     early_run_beats: int = 0
     early_run_quantile: float = 0.0
-    prematurity_reference: str = "long"
+    prematurity_reference: str | None = None
     post_pause_rule: dict = field(default_factory=dict)
     logit_offsets: dict = field(default_factory=dict)
     seed: int = 0
@@ -355,7 +357,8 @@ class TrainConfig:
         if isinstance(self.early_run_beats, bool) or not isinstance(self.early_run_beats, int) or not 0 <= self.early_run_beats <= 1000:
             raise ConfigError(f"early_run_beats must be an integer from 0 to 1000 beats, got {self.early_run_beats!r}")
         _check_class_table("logit_offsets", self.logit_offsets, "offsets", -10, 10, "from -10 to 10 (logit units)")
-        check_option("prematurity_reference", self.prematurity_reference, PREMATURITY_REFERENCES)
+        if self.prematurity_reference is not None:
+            check_option("prematurity_reference", self.prematurity_reference, PREMATURITY_REFERENCES)
         if self.early_run_quantile and not self.early_run_beats:
             raise ConfigError("early_run_quantile needs early_run_beats > 0 (it is the early-run rule's threshold), e.g. 10")
         if not isinstance(self.af_rule, dict):
@@ -395,7 +398,7 @@ class TrainConfig:
         """Whether any decision rule or offset is asked for (what ``--add-rules`` can store)."""
         return bool(
             self.fusion_quantile or self.af_rule or self.prematurity_quantile or self.v_prematurity_quantile or self.early_beat_quantile
-            or self.early_beat_to_v or self.early_run_beats or self.logit_offsets or self.prematurity_reference != "long"
+            or self.early_beat_to_v or self.early_run_beats or self.logit_offsets or self.prematurity_reference is not None
             or self.post_pause_rule
         )  # fmt: skip
 
@@ -630,6 +633,8 @@ def add_rules(weights: str | os.PathLike, cfg: TrainConfig) -> Path:
             "or an af_rule table in --config"
         )
     model, meta = load_model(weights)
+    # the file's own reference unless one is asked for
+    cfg = replace(cfg, prematurity_reference=cfg.prematurity_reference or meta.get("prematurity_reference", "long"))
     if cfg.early_beat_to_v and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
         raise ConfigError(f"{weights}: early_beat_to_v needs the early-beat rule: the file has none, so add --early-beat-quantile (e.g. 0.005)")
     if cfg.early_run_beats and not cfg.early_beat_quantile and meta.get("early_beat_rule") is None:
@@ -702,12 +707,13 @@ def _store_rules(
     if cfg.af_rule:
         meta["af_rule"] = dict(cfg.af_rule)
         meta["training"]["af_rule"] = dict(cfg.af_rule)
-    if cfg.prematurity_reference != "long" or "prematurity_reference" in meta:
-        meta["prematurity_reference"] = cfg.prematurity_reference
-        meta["training"]["prematurity_reference"] = cfg.prematurity_reference
+    reference = cfg.prematurity_reference or meta.get("prematurity_reference", "long")
+    if reference != "long" or "prematurity_reference" in meta:
+        meta["prematurity_reference"] = reference
+        meta["training"]["prematurity_reference"] = reference
     # the S rules' thresholds are quantiles of their own interval ratio (pre_long, or pre_normal in its column)
     rt_s = rt
-    if cfg.prematurity_reference == "normal" and rt is not None and ht is not None:
+    if reference == "normal" and rt is not None and ht is not None:
         rt_s = s_rule_rr(rt, ht, list(meta["rr_names"]).index("pre_long"))
     fusion = prem = vprem = early = run = None
     if cfg.logit_offsets:
