@@ -227,9 +227,12 @@ class StreamMonitor:
             since = self.origin + int(getattr(self.detector, "state_since", self.next_index - self.origin))
             events.extend(self._state_change(state, since, in_gap))
             self._state = state
+        to_alarms = events
         if self._held:
-            events.extend(self._advance())
-        events.extend(self.alarms.process(events, self._horizon(), y, start))
+            out, final = self._advance()
+            to_alarms = events + final
+            events.extend(out)
+        events.extend(self.alarms.process(to_alarms, self._horizon(), y, start))
         return events
 
     def _horizon(self) -> int:
@@ -246,6 +249,9 @@ class StreamMonitor:
         if self._unlabelled:
             # beats waiting for their label are not given to the alarms yet
             horizon = min(horizon, next(iter(self._unlabelled)) - 1)
+        if self._provisional is not None:
+            # nor is a beat whose label is provisional (the alarms see final labels only)
+            horizon = min(horizon, self._provisional[0] - 1)
         self._alarm_horizon = max(self._alarm_horizon, horizon)
         return self._alarm_horizon
 
@@ -345,17 +351,21 @@ class StreamMonitor:
         """
         probs = np.array(probs, dtype=np.float32)
         if self.post_pause is None:
-            out = self._label(features.sample, probs, features.rr, features.rhythm)
+            out, final = self._label(features.sample, probs, features.rr, features.rhythm)
         else:
             waits = self.post_pause.waits(probs, features.rr, features.rhythm)
             self._held.append((features.sample, probs, features.rr, features.rhythm, waits))
-            out = self._advance()
-        out.extend(self.alarms.process(out, self._horizon()))
+            out, final = self._advance()
+        out.extend(self.alarms.process(final, self._horizon()))
         return out
 
-    def _advance(self, final: bool = False) -> list[dict]:
-        """Events of the held beats: those now final (and ``relabel``), then the provisional event of the first that waits."""
-        out = self._label(*self._release(final))
+    def _advance(self, final: bool = False) -> tuple[list[dict], list[dict]]:
+        """Events of the held beats: those now final (and ``relabel``), then the provisional event of the first that waits.
+
+        Returns the events to write and the beats with their final labels,
+        for the alarm engine (which never sees a provisional label).
+        """
+        out, final_beats = self._label(*self._release(final))
         if self._held and self._provisional is None:
             sample, probs, rr, rhythm, _ = (a[:1] for a in self._held[0])
             if self.early_runs is not None:
@@ -365,7 +375,7 @@ class StreamMonitor:
                 ev["provisional"] = True
                 self._provisional = (int(sample[0]), ev, arrival)
                 out.append(ev)
-        return out
+        return out, final_beats
 
     def _release(self, final: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The held beats whose label is now final, in order, with the post-pause rule applied.
@@ -403,24 +413,31 @@ class StreamMonitor:
         probs_k = rule.apply(probs[:k], rr[:k], rhythm[:k], post[:k])
         return samples[:k], probs_k, rr[:k], rhythm[:k]
 
-    def _label(self, samples: np.ndarray, probs: np.ndarray, rr: np.ndarray, rhythm: np.ndarray) -> list[dict]:
+    def _label(self, samples: np.ndarray, probs: np.ndarray, rr: np.ndarray, rhythm: np.ndarray) -> tuple[list[dict], list[dict]]:
         """Events of classified beats whose label is final (the early-run rule applied here, in order).
 
         A beat whose provisional event has left gets a ``relabel`` event
-        instead, when its final label differs.
+        instead, when its final label differs.  Returns the events to write
+        and the beats with their final labels (for the alarm engine).
         """
         if self.early_runs is not None and len(samples):
             probs = self.early_runs.process(probs, rr, rhythm)
-        out = []
+        out, final = [], []
         for i, sample in enumerate(samples.tolist()):
             if self._provisional is not None and self._provisional[0] == sample:
-                ev = self._relabel(*self._provisional[1:], probs[i])
+                beat, arrival = self._provisional[1:]
                 self._provisional = None
+                ev = self._relabel(beat, arrival, probs[i])
+                done = {k: v for k, v in beat.items() if k != "provisional"}
+                if ev is not None:
+                    done.update({k: ev[k] for k in ("label", "aami", "prob")})
             else:
-                ev = self._beat_event(int(sample), probs[i])[0]
+                ev = done = self._beat_event(int(sample), probs[i])[0]
             if ev is not None:
                 out.append(ev)
-        return out
+            if done is not None:
+                final.append(done)
+        return out, final
 
     def _beat_event(self, sample: int, prob: np.ndarray) -> tuple[dict | None, float]:
         """The event of a classified beat (None if it is not waiting for its label) and the arrival of its R wave."""
@@ -498,8 +515,8 @@ class StreamMonitor:
         if ev is None:
             return []
         ev["beats"] = len(self.beats)
-        beats = self._advance(final=True) if self._held else []
-        return beats + self.alarms.process(beats + [ev], self._alarm_horizon) + [ev]
+        beats, final = self._advance(final=True) if self._held else ([], [])
+        return beats + self.alarms.process(final + [ev], self._alarm_horizon) + [ev]
 
     def external_status(self, status: str, **extra) -> list[dict]:
         """A status found outside the signal (``no-data``, ``data``); returns its events.

@@ -126,16 +126,25 @@ def test_weights_files_hold_the_thresholds_and_bad_entries_are_rejected(tmp_path
     rejected("noaf.pt", {**no_af, "post_pause_rule": {"max_pre_normal": 0.9, "min_post_ratio": 1.2}}, "'post_pause_rule' needs 'af_rule'")
 
 
-def _feed_live(clf, x, fs, chunk, ann=None):
+def _feed_live(clf, x, fs, chunk, ann=None, alarm_input=None):
     """Feed ``x`` to a StreamMonitor in chunks, classifying after each as the runner does at real time.
 
-    ``ann``: reference annotations to send first. Returns the monitor and (event, stream index when it left) pairs.
+    ``ann``: reference annotations to send first; ``alarm_input``: a list that receives every event
+    given to the alarm engine. Returns the monitor and (event, stream index when it left) pairs.
     """
     from monitor.pipeline import StreamMonitor
     from replay.wire import AnnotationBatch, Control, SampleChunk
 
     mon = StreamMonitor("s", fs, ("MLII", "V5"), classifier=clf)
     out = []
+    if alarm_input is not None:
+        process = mon.alarms.process
+
+        def spy(events, *args, **kw):
+            alarm_input.extend(events)
+            return process(events, *args, **kw)
+
+        mon.alarms.process = spy
     if ann is not None:
         mon.handle(AnnotationBatch("s", 0, fs, ann.sample, tuple(ann.symbol), tuple(ann.aux_note)))
 
@@ -183,7 +192,8 @@ def test_live_labels_are_ecg_evals_and_a_waiting_beat_is_relabelled_before_the_n
     assert clf.post_pause_rule is not None
     fs = 360.0
     x = wfdb.rdrecord(str(mitdb / "232"), sampto=int(300 * fs)).p_signal.astype(np.float32)
-    mon, out = _feed_live(clf, x, fs, 36, wfdb.rdann(str(mitdb / "232"), "atr", sampto=int(300 * fs)))
+    seen = []
+    mon, out = _feed_live(clf, x, fs, 36, wfdb.rdann(str(mitdb / "232"), "atr", sampto=int(300 * fs)), seen)
     beats = [(e, at) for e, at in out if e["type"] == "beat"]
     samples = [e["sample"] for e, _ in beats]
     assert samples == sorted(samples) and len(set(samples)) == len(samples)
@@ -198,6 +208,10 @@ def test_live_labels_are_ecg_evals_and_a_waiting_beat_is_relabelled_before_the_n
     offline = EarlyRunRule.for_classifier(clf).process(pauses.apply_to_record(prob.copy(), rb.rr, rb.rhythm), rb.rr, rb.rhythm).argmax(1)
     final = _final_labels(out)
     assert [final[s] for s in samples] == [CLASSES[k] for k in offline]
+    # the alarm engine gets every beat once, in order, with its final label only
+    given = [e for e in seen if e["type"] == "beat"]
+    assert [e["sample"] for e in given] == samples and [e["label"] for e in given] == [final[s] for s in samples]
+    assert not any(e.get("provisional") for e in given) and not any(e["type"] == "relabel" for e in seen)
     # the rule acts here, and on atrial beats; each change is a relabel of a provisional beat to S,
     # written before the next beat's event
     clf.post_pause_rule = None
