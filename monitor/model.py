@@ -167,10 +167,11 @@ of rate) is followed by another short interval.  ``meta["post_pause_rule"]``
 network and the rules above call AAMI N, outside AF-like rhythm, whose
 ``pre_normal`` is below ``max_pre_normal`` and whose *next* interval is
 longer than ``min_post_ratio`` times its own.  The next interval is known
-only when the next beat comes, so live such a beat (and the beats after it)
-waits for its label until the next beat is detected or
-``min_post_ratio`` times its interval has passed without one; every other
-beat is labelled as before.  It is applied per stream, before the early-run
+only when the next beat comes, so live such a beat leaves with a
+provisional label, and a ``relabel`` event follows when the rule calls it S
+(once the next beat is detected or ``min_post_ratio`` times its interval has
+passed without one; docs/events.md); every other beat is labelled as
+before.  It is applied per stream, before the early-run
 rule: :class:`monitor.post_pause.PostPauseRule` (see :func:`post_pause_rule`).
 
 Weights files

@@ -25,13 +25,19 @@ early-beat rule does.  Both thresholds were chosen on DS1 out of fold.
 
 The next interval is known only when the next beat comes.  Live
 (:class:`~monitor.pipeline.StreamMonitor`), a beat for which the rule's
-first two tests hold (a *waiting* beat, :meth:`PostPauseRule.waits`) is
-labelled when the detector reports the next beat, or as soon as
-``min_post_ratio`` times its interval has passed with no beat (then the
-pause is certain); the beats after it wait behind it, so labels stay in
-stream order.  A data hole, a lead-off or a detector restart before the
-next beat leaves the beat's label as it was (the pause cannot be judged),
-as does the end of the stream.  Every other beat is labelled as before.
+first two tests hold (a *waiting* beat, :meth:`PostPauseRule.waits`)
+leaves 0.5 s after its R wave as every beat does, with its label so far
+and ``provisional: true``; its final label is decided when the detector
+reports the next beat, or as soon as ``min_post_ratio`` times its interval
+has passed with no beat (then the pause is certain), and a ``relabel``
+event carries it when it differs, before the next beat's event (the beats
+after it wait behind it, so final labels stay in stream order; the alarm
+engine sees final labels only).  A data hole, a lead-off or a detector
+restart before the next beat leaves the provisional label final (the
+pause cannot be judged), as does the end of the stream.  When the next
+beat is already known as the beat is classified (a replay faster than
+real time), the beat leaves with its final label at once.  Every other
+beat is labelled as before.
 Offline (``ecg-eval``, ``ecg-bench rules``) :meth:`PostPauseRule.apply_to_record`
 reads the next interval from the next detected beat of the record; the last
 beat of a record keeps its label.  The rule runs before the early-run rule
