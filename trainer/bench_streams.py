@@ -93,11 +93,14 @@ def run_streams(n_streams: int, seconds: float, warmup_s: float, names: list[str
         child.kill()
         raise RuntimeError("load generator did not start")
     lat: list[tuple[float, float]] = []
+    relabel_lat: list[tuple[float, float]] = []
 
     def sink(events):
         for e in events:
             if e.get("type") == "beat":
                 lat.append((e["time"], e["latency"]))
+            elif e.get("type") == "relabel":
+                relabel_lat.append((e["time"], e["latency"]))
 
     runner = MonitorRunner(
         RunnerConfig(sources=[f"zmq:{endpoint}"], threads=1, weights=weights, idle_exit_s=30.0),
@@ -115,6 +118,7 @@ def run_streams(n_streams: int, seconds: float, warmup_s: float, names: list[str
     th.join(10)
     stats = runner.receiver.stats
     arr = np.array([x for t, x in lat if t >= warmup_s]) if lat else np.zeros(0)
+    rel = np.array([x for t, x in relabel_lat if t >= warmup_s]) if relabel_lat else np.zeros(0)
     return {
         "streams": n_streams,
         "monitored": len(runner.monitors),
@@ -122,6 +126,8 @@ def run_streams(n_streams: int, seconds: float, warmup_s: float, names: list[str
         "p50": float(np.percentile(arr, 50)) if arr.size else math.nan,
         "p99": float(np.percentile(arr, 99)) if arr.size else math.nan,
         "max": float(arr.max()) if arr.size else math.nan,
+        "relabels": int(rel.size),
+        "relabel_p99": float(np.percentile(rel, 99)) if rel.size else math.nan,
         "missing_messages": int(stats.missing_messages),
         "bad_messages": int(stats.bad_messages),
         "cpu_percent": 100.0 * cpu / seconds,
@@ -135,14 +141,16 @@ def main_streams(args: argparse.Namespace) -> int:
     counts = [int(c) for c in args.counts.split(",")]
     print(f"real-time streams in one monitor process ({os.cpu_count()} cores), {args.seconds:g} s each "
           f"({args.warmup:g} s warm-up); pass: latency p99 <= {args.max_p99:g} s and no lost message")
-    print(f"{'streams':>7} {'beats':>6} {'p50 s':>6} {'p99 s':>6} {'max s':>6} {'lost':>5} {'CPU %':>6}  result")
+    print(f"{'streams':>7} {'beats':>6} {'p50 s':>6} {'p99 s':>6} {'max s':>6} {'lost':>5} {'CPU %':>6}  result"
+          "   (relabels of provisional beats: count, latency p99 s; not part of the bound)")
     best = 0
     for n in counts:
         r = run_streams(n, args.seconds, args.warmup, names, args.data_dir, weights=args.weights)
         ok = r["p99"] <= args.max_p99 and r["missing_messages"] == 0 and r["monitored"] == n
         print(f"{n:7d} {r['beats']:6d} {r['p50']:6.3f} {r['p99']:6.3f} {r['max']:6.3f} "
               f"{r['missing_messages']:5d} {r['cpu_percent']:6.0f}  {'pass' if ok else 'FAIL'}"
-              + ("" if r["monitored"] == n else f" (only {r['monitored']} streams seen)"), flush=True)
+              + ("" if r["monitored"] == n else f" (only {r['monitored']} streams seen)")
+              + f"   {r['relabels']} relabels" + (f", p99 {r['relabel_p99']:.3f}" if r["relabels"] else ""), flush=True)
         if not ok:
             break
         best = n
