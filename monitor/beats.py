@@ -251,6 +251,8 @@ def p_wave_ratio(windows: np.ndarray, model_fs: float, pre_s: float) -> np.ndarr
 
 #: Columns of :attr:`BeatFeatures.rhythm`.
 RHYTHM_NAMES: tuple[str, ...] = ("af_irregular", "af_regular", "p_wave", "pre_normal")
+#: Column of ``pre_normal`` in :attr:`BeatFeatures.rhythm`.
+PRE_NORMAL: int = RHYTHM_NAMES.index("pre_normal")
 #: An interval shorter than this share of the median of the last ``long_beats`` intervals is
 #: premature, and neither it nor the interval after it (the pause that may follow a premature
 #: beat) counts as normal for ``pre_normal`` (see :attr:`BeatFeatures.rhythm`).

@@ -207,7 +207,7 @@ from torch import nn
 from replay._validate import ensure_int
 from replay.errors import ConfigError
 
-from .beats import P_WAVE_S, QRS_S, BeatFeaturizer, p_wave_measurable, template_rms
+from .beats import P_WAVE_S, PRE_NORMAL, QRS_S, BeatFeaturizer, p_wave_measurable, template_rms
 from .labels import CLASS_TO_AAMI
 
 logger = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ __all__ = [
     "logit_bias",
     "member_count",
     "post_pause_rule",
+    "post_pause_thresholds",
     "prematurity_max_rr_ratio",
     "save_weights",
     "v_prematurity_max_rr_ratio",
@@ -813,10 +814,10 @@ def s_rule_rr(rr: np.ndarray, rhythm: np.ndarray, pre_long_index: int) -> np.nda
         A copy of ``rr`` (the input is not changed).
     """
     rhythm = np.asarray(rhythm)
-    if rhythm.ndim != 2 or rhythm.shape[0] != rr.shape[0] or rhythm.shape[1] < 4:
-        raise ConfigError(f"rhythm must have shape ({rr.shape[0]}, 4) with pre_normal for the normal prematurity reference, got {rhythm.shape}")
+    if rhythm.ndim != 2 or rhythm.shape[0] != rr.shape[0] or rhythm.shape[1] <= PRE_NORMAL:
+        raise ConfigError(f"rhythm must have shape ({rr.shape[0]}, {PRE_NORMAL + 1}) with pre_normal for the normal prematurity reference, got {rhythm.shape}")
     out = np.array(rr, dtype=np.float32, copy=True)
-    out[:, pre_long_index] = rhythm[:, 3]
+    out[:, pre_long_index] = rhythm[:, PRE_NORMAL]
     return out
 
 
@@ -858,15 +859,27 @@ def post_pause_rule(meta: dict[str, Any]) -> tuple[float, float] | None:
     raw = meta.get("post_pause_rule")
     if raw is None:
         return None
-    vals = _number_pair(raw, ("max_pre_normal", "min_post_ratio"))
-    if vals is None or not (0 < vals[0] <= 1 and 1 <= vals[1] <= 5):
-        raise ConfigError("metadata 'post_pause_rule' must be {\"max_pre_normal\": in (0, 1], \"min_post_ratio\": 1 to 5}, "
-                          f"got {raw!r:.80}")
+    vals = post_pause_thresholds(raw)
     groups = {CLASS_TO_AAMI.get(c) for c in meta["classes"]}
     if "pre_rr_s" not in meta["rr_names"] or not {"N", "S"} <= groups:
         raise ConfigError("metadata 'post_pause_rule' needs the pre_rr_s RR feature and classes of AAMI N and S")
     if meta.get("af_rule") is None:
         raise ConfigError("metadata 'post_pause_rule' needs 'af_rule' (the rule acts only outside AF-like rhythm)")
+    return vals
+
+
+def post_pause_thresholds(table: Any) -> tuple[float, float]:
+    """``(max_pre_normal, min_post_ratio)`` of a post-pause rule table (see :func:`post_pause_rule`).
+
+    Raises
+    ------
+    ConfigError
+        Unless ``table`` holds exactly ``max_pre_normal`` in (0, 1] and ``min_post_ratio`` from 1 to 5.
+    """
+    vals = _number_pair(table, ("max_pre_normal", "min_post_ratio"))
+    if vals is None or not (0 < vals[0] <= 1 and 1 <= vals[1] <= 5):
+        raise ConfigError("metadata 'post_pause_rule' must be {\"max_pre_normal\": in (0, 1], \"min_post_ratio\": 1 to 5}, "
+                          f"got {table!r:.80}")
     return float(vals[0]), float(vals[1])
 
 

@@ -12,6 +12,7 @@ import bisect
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,39 @@ SOURCE_STATUSES = ("disconnected", "reconnected", "rate-mismatch", "rate-ok")
 _ARRIVALS_KEPT = 256
 #: Largest gap, in seconds, fed to the detector in one block.
 _GAP_BLOCK_S = 10.0
+
+
+def apply_stream_rules(
+    prob: np.ndarray,
+    rr: np.ndarray,
+    rhythm: np.ndarray,
+    post_pause: PostPauseRule | None,
+    early_runs: EarlyRunRule | None,
+) -> np.ndarray:
+    """The per-stream rules over every beat of one recording, in the order a :class:`StreamMonitor` applies them.
+
+    The post-pause rule (each beat's next interval read from the next beat),
+    then the early-run rule from a fresh start; either may be None.  For
+    scoring whole records as the live monitor labels them (``ecg-eval``,
+    ``ecg-bench rules``).  ``prob`` (after the classifier's rules) is changed
+    in place and returned.
+    """
+    if post_pause is not None:
+        prob = post_pause.apply_to_record(prob, rr, rhythm)
+    if early_runs is not None:
+        early_runs.reset()
+        prob = early_runs.process(prob, rr, rhythm)
+    return prob
+
+
+def _ref_aami(ref: str | None) -> str:
+    """AAMI class of a reference beat symbol for the live confusion (``"-"``: no reference beat)."""
+    return CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-"
+
+
+def _prob_table(classes: Sequence[str], prob: np.ndarray) -> dict[str, float]:
+    """A beat event's ``prob``: each class's probability to 4 decimals."""
+    return {c: round(float(p), 4) for c, p in zip(classes, prob)}
 
 
 def resolve_channel(channel: str | int | None, channels: tuple[str, ...] | list[str], where: str) -> int:
@@ -390,7 +424,7 @@ class StreamMonitor:
         samples, probs, rr, rhythm, waits = (np.concatenate(parts) for parts in zip(*self._held))
         self._held = []
         post = np.full(samples.size, np.nan)
-        pause = rule.pause_s(rr) if samples.size else np.zeros(0)
+        pause = rule.pause_s(rr)
         judged = self.detector.state not in ("learning", "flat", "hole")
         horizon = self.next_index - self._delay_samples
         n_final = samples.size
@@ -448,12 +482,11 @@ class StreamMonitor:
         k = int(prob.argmax())
         ev["label"] = classes[k]
         ev["aami"] = aami[k]
-        ev["prob"] = {c: round(float(p), 4) for c, p in zip(classes, prob)}
+        ev["prob"] = _prob_table(classes, prob)
         if self.ref_sample:
             ref = self._match_ref(sample)
             ev["ref"] = ref
-            ref_aami = CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-"
-            row = self.confusion.setdefault(ref_aami, {})
+            row = self.confusion.setdefault(_ref_aami(ref), {})
             row[aami[k]] = row.get(aami[k], 0) + 1
         arrival = ev.pop("_arrival")
         ev["latency"] = round(time.monotonic() - arrival, 6)
@@ -466,8 +499,7 @@ class StreamMonitor:
         if classes[k] == beat["label"]:
             return None
         if "ref" in beat:
-            ref = beat["ref"]
-            row = self.confusion.setdefault(CLASS_TO_AAMI.get(SYMBOL_TO_CLASS.get(ref, ""), "Q") if ref else "-", {})
+            row = self.confusion.setdefault(_ref_aami(beat["ref"]), {})
             row[beat["aami"]] -= 1
             row[aami[k]] = row.get(aami[k], 0) + 1
         return {
@@ -477,7 +509,7 @@ class StreamMonitor:
             "time": beat["time"],
             "label": classes[k],
             "aami": aami[k],
-            "prob": {c: round(float(p), 4) for c, p in zip(classes, prob)},
+            "prob": _prob_table(classes, prob),
             "was": beat["label"],
             "rule": "post-pause",
             "latency": round(time.monotonic() - arrival, 6),

@@ -68,15 +68,12 @@ import numpy as np
 from replay._validate import check_range, ensure_int
 from replay.errors import ConfigError
 
-from .beats import RHYTHM_NAMES
+from .beats import PRE_NORMAL, RHYTHM_NAMES
 from .model import Classifier, af_rule
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PostPauseRule"]
-
-#: Column of ``pre_normal`` in :attr:`monitor.beats.BeatFeatures.rhythm`.
-PRE_NORMAL = RHYTHM_NAMES.index("pre_normal")
+__all__ = ["PRE_NORMAL", "PostPauseRule"]
 
 
 class PostPauseRule:

@@ -142,6 +142,15 @@ def test_reset_forgets_the_run_and_bad_arguments_are_rejected():
         EarlyRunRule(5, 0.8, 0.85, (0.1, 0.5), LONG, LOCAL, N_GROUP, [N])
 
 
+def meta_rejected(weights, name: str, file_meta: dict, match: str) -> None:
+    """A copy of ``weights`` (named ``name``, beside it) with this metadata gives a ConfigError naming the file, not a traceback."""
+    blob = torch.load(weights, weights_only=True)
+    blob["meta_json"] = json.dumps(file_meta)
+    torch.save(blob, weights.parent / name)
+    with pytest.raises(ConfigError, match=f"{name}: metadata {match}"):
+        load_model(weights.parent / name)
+
+
 def _tiny_meta():
     from monitor.beats import BeatFeaturizer
     from monitor.model import ARCHITECTURE, default_hparams
@@ -179,14 +188,9 @@ def test_weights_files_hold_the_setting_and_bad_entries_are_rejected(tmp_path):
     # the run's own threshold, when the file has one
     loose = Classifier(*load_model(save_weights(tmp_path / "l.pt", m, {**meta, "early_run_beats": 10, "early_run_max_pre_long": 0.85})))
     assert loose.early_run_max_pre_long == 0.85 and EarlyRunRule.for_classifier(loose).max_run_pre_long == 0.85
-    blob = torch.load(tmp_path / "r.pt", weights_only=True)
 
     def rejected(name: str, file_meta: dict, match: str) -> None:
-        """The file with this metadata gives a ConfigError naming the file, not a traceback."""
-        blob["meta_json"] = json.dumps(file_meta)
-        torch.save(blob, tmp_path / name)
-        with pytest.raises(ConfigError, match=f"{name}: metadata {match}"):
-            load_model(tmp_path / name)
+        meta_rejected(tmp_path / "r.pt", name, file_meta, match)
 
     for bad in (0, 1001, 2.5, "10", True):
         rejected("bad.pt", {**meta, "early_run_beats": bad}, "'early_run_beats' must be an integer")

@@ -112,14 +112,11 @@ def test_no_pause_or_asystole_while_beats_wait_for_their_label(mitdb, tiny_weigh
 def _offline_labels(clf, rb) -> np.ndarray:
     """ecg-eval's labels of a record's beats: the classifier's rules, then the post-pause and early-run rules in beat order."""
     from monitor.early_run import EarlyRunRule
+    from monitor.pipeline import apply_stream_rules
     from monitor.post_pause import PostPauseRule
 
     prob = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm)
-    pauses = PostPauseRule.for_classifier(clf)
-    if pauses is not None:
-        prob = pauses.apply_to_record(prob, rb.rr, rb.rhythm)
-    runs = EarlyRunRule.for_classifier(clf)
-    return (prob if runs is None else runs.process(prob, rb.rr, rb.rhythm)).argmax(1)
+    return apply_stream_rules(prob, rb.rr, rb.rhythm, PostPauseRule.for_classifier(clf), EarlyRunRule.for_classifier(clf)).argmax(1)
 
 
 def _live_matches_offline(record: str, clf, mitdb, cache, min_beats: int):

@@ -111,13 +111,10 @@ def test_weights_files_hold_the_thresholds_and_bad_entries_are_rejected(tmp_path
     assert StreamMonitor("r", 360.0, ("MLII",), classifier=ruled).post_pause.min_post_ratio == 1.2
     ruled.post_pause_rule = None  # ecg-eval --no-post-pause-rule
     assert PostPauseRule.for_classifier(ruled) is None
-    blob = torch.load(tmp_path / "r.pt", weights_only=True)
+    from test_early_run import meta_rejected
 
     def rejected(name: str, file_meta: dict, match: str) -> None:
-        blob["meta_json"] = json.dumps(file_meta)
-        torch.save(blob, tmp_path / name)
-        with pytest.raises(ConfigError, match=f"{name}: metadata {match}"):
-            load_model(tmp_path / name)
+        meta_rejected(tmp_path / "r.pt", name, file_meta, match)
 
     for bad in ({"max_pre_normal": 0.9}, {"max_pre_normal": 1.5, "min_post_ratio": 1.2}, {"max_pre_normal": 0.9, "min_post_ratio": 0.8},
                 {"max_pre_normal": "0.9", "min_post_ratio": 1.2}, [0.9, 1.2]):  # fmt: skip

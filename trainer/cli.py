@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-pause-rule", type=_post_pause, default=d, metavar="A,B",
                    help="store the post-pause rule (needs af_rule): a beat called N outside AF-like rhythm whose pre-RR "
                         "is below A times the mean recent normal interval and whose next interval is longer than B times "
-                        "its own is called S; live, such a beat's label waits for the next beat (e.g. 0.9,1.2; "
+                        "its own is called S; live, such a beat's label is provisional until the next beat (e.g. 0.9,1.2; "
                         "default: no rule)")
     p.add_argument("--logit-offset", dest="logit_offsets", type=_offsets, default=d, metavar="C=X[,C=X]",
                    help="store a decision offset X (logit units, -10 to 10) for model class C in the weights, added to "

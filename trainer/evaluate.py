@@ -225,6 +225,7 @@ def evaluate(
     matplotlib.use("Agg")
     from monitor.early_run import EarlyRunRule
     from monitor.model import Classifier, load_model, member_count, select_member
+    from monitor.pipeline import apply_stream_rules
     from monitor.post_pause import PostPauseRule
 
     from .train import default_threads
@@ -289,19 +290,12 @@ def evaluate(
     for r in test_recs:
         rb = data[r]
         ix = sel[r]
-        if runs is not None:
-            runs.reset()  # each record is a stream of its own
         if not ix.size:
             prob = np.zeros((0, len(CLASSES)), np.float32)
         elif runs is None and pauses is None:
             prob = clf.predict_proba(rb.windows[ix], rb.rr[ix], rhythm=rb.rhythm[ix])
-        else:  # in stream order over every beat, as live
-            prob = clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm)
-            if pauses is not None:
-                prob = pauses.apply_to_record(prob, rb.rr, rb.rhythm)
-            if runs is not None:
-                prob = runs.process(prob, rb.rr, rb.rhythm)
-            prob = prob[ix]
+        else:  # in stream order over every beat, as live (each record a stream of its own)
+            prob = apply_stream_rules(clf.predict_proba(rb.windows, rb.rr, rhythm=rb.rhythm), rb.rr, rb.rhythm, pauses, runs)[ix]
         lab = rb.label[ix]
         ys.append(lab)
         ps.append(prob)
@@ -518,7 +512,7 @@ def _report(out: Path, m: dict[str, Any], weights: Path) -> None:
         + (" (ignored: --no-early-run-rule)" if m.get("early_run_rule_ignored") else ""),
         "* post-pause rule (beats called N outside AF-like rhythm whose pre-RR is below the first ratio of the mean "
         "recent normal interval and whose next interval is longer than the second ratio times their own are called S; "
-        "live, such a beat's label waits for the next beat): "
+        "live, such a beat's label is provisional until the next beat): "
         + ("none" if m.get("post_pause_rule") is None
            else f"{m['post_pause_rule']['max_pre_normal']:g} and {m['post_pause_rule']['min_post_ratio']:g}")
         + (" (ignored: --no-post-pause-rule)" if m.get("post_pause_rule_ignored") else ""),

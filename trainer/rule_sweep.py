@@ -270,6 +270,7 @@ def sweep_rules(
 
     from monitor.early_run import EarlyRunRule
     from monitor.model import Classifier, af_thresholds, load_model
+    from monitor.pipeline import apply_stream_rules
     from monitor.post_pause import PostPauseRule
 
     if criterion not in AAMI_CLASSES[:4]:
@@ -325,11 +326,7 @@ def sweep_rules(
                 pauses = PostPauseRule.for_classifier(c)
                 for who, p0 in members:
                     p = c.apply_rules(_with_offsets(p0, bias), rb.windows, rb.rr, rb.rhythm)
-                    if pauses is not None:
-                        p = pauses.apply_to_record(p, rb.rr, rb.rhythm)
-                    if runs is not None:
-                        runs.reset()
-                        runs.process(p, rb.rr, rb.rhythm)
+                    p = apply_stream_rules(p, rb.rr, rb.rhythm, pauses, runs)
                     parts.setdefault((setting, who), []).append(ec57_part(r, rb, labels_to_aami(p.argmax(1)), ref))
     rows = []
     seeds = [f"s{i}" for i in range(len(folds[0].weights))]

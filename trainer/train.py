@@ -49,7 +49,7 @@ from monitor.model import ARCHITECTURE, Ensemble, build_model, default_hparams, 
 from monitor.model import af_like, af_thresholds, logit_bias
 from monitor.model import PREMATURITY_REFERENCES, s_rule_rr
 from monitor.model import af_rule as af_rule_thresholds
-from monitor.model import post_pause_rule as post_pause_thresholds
+from monitor.model import post_pause_thresholds
 from replay import __version__
 from replay._validate import check_option
 from replay.errors import ConfigError
@@ -171,7 +171,8 @@ class TrainConfig:
         0.9,1.2``): a beat called AAMI N outside AF-like rhythm whose
         ``pre_normal`` is below the first and whose next interval is longer
         than the second times its own is called S; live, such a beat's label
-        waits for the next beat (default: empty, no rule).  Needs ``af_rule``
+        is provisional until the next beat (a ``relabel`` event gives the
+        final one) (default: empty, no rule).  Needs ``af_rule``
         (with ``--add-rules``, a weights file that has it).
     prematurity_reference : {"long", "normal"} or None
         The interval ratio by which the S rules (prematurity, early-beat,
@@ -368,8 +369,7 @@ class TrainConfig:
         if not isinstance(self.post_pause_rule, dict):
             raise ConfigError(f"post_pause_rule must be a table of max_pre_normal and min_post_ratio, got {self.post_pause_rule!r}")
         if self.post_pause_rule:
-            post_pause_thresholds({"post_pause_rule": self.post_pause_rule, "classes": list(CLASSES),
-                                   "rr_names": ["pre_rr_s"], "af_rule": True})  # fmt: skip
+            post_pause_thresholds(self.post_pause_rule)
         if isinstance(self.val_fold, str) and self.val_fold.strip().lower() == "none":
             self.val_fold = None  # a config file's val_fold = "none" (TOML has no null)
         if self.val_fold is not None and (not isinstance(self.val_fold, int) or isinstance(self.val_fold, bool)):

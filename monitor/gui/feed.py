@@ -140,8 +140,7 @@ class StreamState:
         if b.aami == "V" and aami != "V" and sample in self._v_samples:
             self._v_samples.remove(sample)
         elif aami == "V" and b.aami != "V":
-            self._v_samples.append(sample)
-            self._v_samples = deque(sorted(self._v_samples))
+            bisect.insort(self._v_samples, sample)
         b.label, b.aami, b.prob = label, aami, ev.get("prob", b.prob)
         self.changed = True
 
