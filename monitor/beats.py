@@ -377,6 +377,14 @@ class BeatFeaturizer:
         ectopic beats and pauses (MIT-BIH record 232), most differences stay
         small, so rhythms that pNN50 confuses with AF are told apart.  Off by
         default, as ``rr_context``.
+    normal_context : bool
+        Add ``pre_normal`` (the rhythm measure of :attr:`BeatFeatures.rhythm`:
+        the beat's interval over the mean *normal* interval of the last
+        ``long_beats``, which leaves out premature intervals and the pause
+        after each) as a model input, so that the network judges
+        prematurity against the reference the S rules use rather than only
+        against ``pre_long``, which frequent premature beats and pauses
+        move.  Off by default, as ``rr_context``.
     af_beats : int
         Number of RR intervals of ``af_context`` and ``af_robust`` (32, as the
         alarm engine).
@@ -447,6 +455,7 @@ class BeatFeaturizer:
         template_distance: bool = False,
         af_context: bool = False,
         af_robust: bool = False,
+        normal_context: bool = False,
         af_beats: int = 32,
         local_beats: int = 10,
         long_beats: int = 200,
@@ -465,6 +474,7 @@ class BeatFeaturizer:
         self.template_distance = bool(check_type("template_distance", template_distance, bool))
         self.af_context = bool(check_type("af_context", af_context, bool))
         self.af_robust = bool(check_type("af_robust", af_robust, bool))
+        self.normal_context = bool(check_type("normal_context", normal_context, bool))
         self.af_beats = ensure_int("af_beats", af_beats)
         check_range("af_beats", self.af_beats, 2, 1000)
         self.local_beats = ensure_int("local_beats", local_beats)
@@ -500,6 +510,8 @@ class BeatFeaturizer:
             self.rr_names += ("af_pnn50", "af_rmssd")
         if self.af_robust:
             self.rr_names += ("af_madsd", "af_regular")
+        if self.normal_context:
+            self.rr_names += ("pre_normal",)
         logger.debug(
             "beat featurizer: %g Hz -> %g Hz, window -%g..+%g s (%d samples), %s, post-RR %s, template %d beats",
             self.fs, self.model_fs, self.pre_s, self.post_s, self.n_window, self.normalization,
@@ -554,6 +566,7 @@ class BeatFeaturizer:
             "template_distance": self.template_distance,
             "af_context": self.af_context,
             "af_robust": self.af_robust,
+            "normal_context": self.normal_context,
             "af_beats": self.af_beats,
             "local_beats": self.local_beats,
             "long_beats": self.long_beats,
@@ -729,6 +742,8 @@ class BeatFeaturizer:
             feats += [pnn50, rmssd]
         if self.af_robust:
             feats += [madsd, regular]
+        if self.normal_context:
+            feats.append(pre_normal)
         rr = np.stack(feats, axis=1).astype(np.float32)
         self.beats_out += k
         if p_wave_measurable(self.template_beats, self.pre_s, self.post_s):

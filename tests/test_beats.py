@@ -258,6 +258,31 @@ def test_af_robust_features_tell_af_from_frequent_ectopy():
     assert "af_madsd" not in BeatFeaturizer(360.0, af_context=True).rr_names
 
 
+def test_normal_context_feeds_pre_normal_to_the_model():
+    # sinus 1.0 s with an atrial premature beat (0.6 s, then a 1.1 s pause, not compensatory)
+    # every 5th cycle: the mean of all intervals (pre_long's) is 0.94 s, the normal mean 1.0 s
+    rr = np.tile([1.0, 1.0, 1.0, 0.6, 1.1], 24)
+    beats = (360 + np.cumsum(np.round(rr * 360))).astype(np.int64)
+    kw = dict(template_beats=0, use_post_rr=False, normal_context=True)
+    fz = BeatFeaturizer(360.0, **kw)
+    assert fz.rr_names[-1] == "pre_normal" and fz.settings()["normal_context"] is True
+    y = np.zeros(beats[-1] + 720)
+    out = featurize_beats(y, beats, 360.0, **kw)
+    col = out.rr[:, -1]
+    np.testing.assert_array_equal(col, out.rhythm[:, RHYTHM_NAMES.index("pre_normal")])
+    j = beats.size - 2  # the last early beat
+    assert col[j] == pytest.approx(0.6, abs=0.01)  # its interval over the 1.0 s normal mean
+    assert out.rr[j, fz.rr_names.index("pre_long")] == pytest.approx(0.6 / 0.94, abs=0.01)  # ectopy shortens the mean
+    # the other features are those without the option; streaming in chunks gives the same
+    plain = featurize_beats(y, beats, 360.0, template_beats=0, use_post_rr=False)
+    np.testing.assert_array_equal(out.rr[:, :-1], plain.rr)
+    np.testing.assert_array_equal(_stream(BeatFeaturizer(360.0, **kw), y, beats, 97, lag=105).rr, out.rr)
+    # off by default (older weights keep their inputs); a bool only
+    assert "pre_normal" not in BeatFeaturizer(360.0).rr_names and BeatFeaturizer(360.0).settings()["normal_context"] is False
+    with pytest.raises(TypeError, match="normal_context"):
+        BeatFeaturizer(360.0, normal_context="yes")
+
+
 def test_rhythm_columns_tell_af_from_bigeminy_and_ectopy():
     # BeatFeatures.rhythm: always there, whatever the settings, and not a model input
     rng = np.random.default_rng(7)
