@@ -444,8 +444,7 @@ class StreamMonitor:
         if n_final < samples.size:
             self._held.append(tuple(a[n_final:] for a in (samples, probs, rr, rhythm, waits)))
         k = n_final
-        probs_k = rule.apply(probs[:k], rr[:k], rhythm[:k], post[:k])
-        return samples[:k], probs_k, rr[:k], rhythm[:k]
+        return samples[:k], rule.apply(probs[:k], rr[:k], rhythm[:k], post[:k]), rr[:k], rhythm[:k]
 
     def _label(self, samples: np.ndarray, probs: np.ndarray, rr: np.ndarray, rhythm: np.ndarray) -> tuple[list[dict], list[dict]]:
         """Events of classified beats whose label is final (the early-run rule applied here, in order).

@@ -151,7 +151,7 @@ class PostPauseRule:
         """
         rr, rhythm = np.asarray(rr), np.asarray(rhythm)
         self._check(prob, rr, rhythm)
-        called_n = np.isin(prob.argmax(axis=1), self.n_group) if prob.shape[0] else np.zeros(0, bool)
+        called_n = np.isin(prob.argmax(axis=1), self.n_group)
         in_af = Classifier._af_like(rhythm, prob.shape[0], self.af_thresholds)
         return called_n & ~in_af & (rhythm[:, PRE_NORMAL] < self.max_pre_normal)
 
